@@ -1,0 +1,3 @@
+//! Listeners, IMAP sessions and LMTP delivery.
+
+pub mod config;

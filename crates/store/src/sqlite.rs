@@ -1,0 +1,1 @@
+//! The embedded back end: SQLite index plus message bodies as files.
