@@ -1,0 +1,461 @@
+use imap_types::{auth::AuthenticateData, core::Tag, response::Code};
+
+use super::*;
+
+/// Small limits so that cases at and past each limit stay readable.
+fn limits() -> ReaderLimits {
+    ReaderLimits {
+        line_bytes_max: 64,
+        literal_bytes_max: 16,
+        append_literal_bytes_max: 100,
+        command_bytes_max: 128,
+    }
+}
+
+/// Feeds `chunks` one after the other and collects every event, draining
+/// the reader after each chunk as the server does.
+fn read_chunks(chunks: &[&[u8]], mode: ReadMode, limits: &ReaderLimits) -> Vec<ReadEvent> {
+    let mut reader = CommandReader::new();
+    let mut events = Vec::new();
+    for chunk in chunks {
+        reader.feed(chunk);
+        while let Some(event) = reader.next(mode, limits) {
+            events.push(event);
+        }
+    }
+    events
+}
+
+/// Checks that `input` gives `expected` when fed whole, split in two at every
+/// offset, and one byte at a time.
+fn check(input: &[u8], mode: ReadMode, limits: &ReaderLimits, expected: &[ReadEvent]) {
+    let whole = read_chunks(&[input], mode, limits);
+    assert_eq!(whole, expected, "fed whole: {:?}", String::from_utf8_lossy(input));
+
+    for split in 0..=input.len() {
+        let (first, second) = input.split_at(split);
+        let events = read_chunks(&[first, second], mode, limits);
+        assert_eq!(events, expected, "split at {split}: {:?}", String::from_utf8_lossy(input));
+    }
+
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    let events = read_chunks(&bytes, mode, limits);
+    assert_eq!(events, expected, "fed bytewise: {:?}", String::from_utf8_lossy(input));
+}
+
+fn command(bytes: &[u8]) -> ReadEvent {
+    let (remainder, command) = CommandCodec::new().decode(bytes).expect("test command is valid");
+    assert!(remainder.is_empty());
+    ReadEvent::Command(command.into_static())
+}
+
+fn continuation(length: u32) -> ReadEvent {
+    ReadEvent::ContinuationNeeded { length }
+}
+
+fn rejected(tag: Option<&str>, code: Option<Code<'static>>, text: &str, close: bool) -> ReadEvent {
+    ReadEvent::Rejected {
+        tag: tag.map(|tag| Tag::try_from(tag.to_owned()).unwrap()),
+        code,
+        text: text.to_owned(),
+        close,
+    }
+}
+
+/// Returns `tag SELECT <name>\r\n` padded with the mailbox name to exactly
+/// `length` bytes.
+fn select_line(tag: &str, length: usize) -> Vec<u8> {
+    let prefix = format!("{tag} SELECT ");
+    let name_length = length - prefix.len() - 2;
+    let mut line = prefix.into_bytes();
+    line.extend(std::iter::repeat_n(b'm', name_length));
+    line.extend_from_slice(b"\r\n");
+    line
+}
+
+#[test]
+fn reader_new_allocates_nothing() {
+    let reader = CommandReader::new();
+    assert_eq!(reader.input.capacity(), 0);
+    assert_eq!(reader.command.capacity(), 0);
+    assert!(reader.is_idle());
+}
+
+#[test]
+fn reader_single_and_pipelined_commands() {
+    let limits = limits();
+    check(b"a1 NOOP\r\n", ReadMode::Command, &limits, &[command(b"a1 NOOP\r\n")]);
+    check(
+        b"a1 NOOP\r\na2 CAPABILITY\r\na3 LOGOUT\r\n",
+        ReadMode::Command,
+        &limits,
+        &[
+            command(b"a1 NOOP\r\n"),
+            command(b"a2 CAPABILITY\r\n"),
+            command(b"a3 LOGOUT\r\n"),
+        ],
+    );
+}
+
+#[test]
+fn reader_synchronising_literals() {
+    let input = b"a1 LOGIN {5}\r\nalice {6}\r\nsecret\r\n";
+    check(
+        input,
+        ReadMode::Command,
+        &limits(),
+        &[continuation(5), continuation(6), command(input)],
+    );
+}
+
+#[test]
+fn reader_non_synchronising_literals() {
+    let input = b"a1 LOGIN {5+}\r\nalice {6+}\r\nsecret\r\na2 NOOP\r\n";
+    check(
+        input,
+        ReadMode::Command,
+        &limits(),
+        &[
+            command(b"a1 LOGIN {5+}\r\nalice {6+}\r\nsecret\r\n"),
+            command(b"a2 NOOP\r\n"),
+        ],
+    );
+}
+
+#[test]
+fn reader_literal_containing_command_bytes() {
+    // The literal's bytes look like a command and must stay a password.
+    let input = b"a1 LOGIN alice {10}\r\na LOGOUT\r\n\r\n";
+    check(
+        input,
+        ReadMode::Command,
+        &limits(),
+        &[continuation(10), command(input)],
+    );
+}
+
+#[test]
+fn reader_synchronising_literal_at_limit() {
+    let input = b"a1 LOGIN alice {16}\r\n0123456789abcdef\r\n";
+    check(input, ReadMode::Command, &limits(), &[continuation(16), command(input)]);
+}
+
+#[test]
+fn reader_synchronising_literal_past_limit() {
+    // The client sends no literal after the BAD, so the next line is a
+    // command again.
+    let input = b"a1 LOGIN alice {17}\r\na2 NOOP\r\n";
+    check(
+        input,
+        ReadMode::Command,
+        &limits(),
+        &[
+            rejected(Some("a1"), Some(Code::TooBig), "Literal is larger than 16 bytes", false),
+            command(b"a2 NOOP\r\n"),
+        ],
+    );
+}
+
+#[test]
+fn reader_non_synchronising_literal_at_limit() {
+    let input = b"a1 LOGIN alice {16+}\r\n0123456789abcdef\r\n";
+    check(input, ReadMode::Command, &limits(), &[command(input)]);
+}
+
+#[test]
+fn reader_non_synchronising_literal_past_limit() {
+    // 17 bytes of literal whose content is a LOGOUT command: the bytes are
+    // skipped, the rest of the line is dropped, and only then is the BAD
+    // returned.
+    let input = b"a1 LOGIN alice {17+}\r\na LOGOUT\r\nxxxxxxx {3+}\r\nabc\r\na2 NOOP\r\n";
+    check(
+        input,
+        ReadMode::Command,
+        &limits(),
+        &[
+            rejected(Some("a1"), Some(Code::TooBig), "Literal is larger than 16 bytes", false),
+            command(b"a2 NOOP\r\n"),
+        ],
+    );
+}
+
+#[test]
+fn reader_non_synchronising_literal_skip_limit() {
+    // Skipping is bounded by the larger literal limit (100 here): at the
+    // bound the bytes are skipped, one past it the connection closes.
+    let mut input = b"a1 LOGIN alice {100+}\r\n".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 100));
+    input.extend_from_slice(b"\r\na2 NOOP\r\n");
+    check(
+        &input,
+        ReadMode::Command,
+        &limits(),
+        &[
+            rejected(Some("a1"), Some(Code::TooBig), "Literal is larger than 16 bytes", false),
+            command(b"a2 NOOP\r\n"),
+        ],
+    );
+
+    let input = b"a1 LOGIN alice {101+}\r\na2 NOOP\r\n";
+    check(
+        input,
+        ReadMode::Command,
+        &limits(),
+        &[rejected(
+            Some("a1"),
+            Some(Code::TooBig),
+            "Non-synchronising literal is larger than 100 bytes",
+            true,
+        )],
+    );
+}
+
+#[test]
+fn reader_literal_length_overflowing_u32() {
+    check(
+        b"a1 LOGIN alice {99999999999}\r\na2 NOOP\r\n",
+        ReadMode::Command,
+        &limits(),
+        &[
+            rejected(Some("a1"), Some(Code::TooBig), "Literal is larger than 16 bytes", false),
+            command(b"a2 NOOP\r\n"),
+        ],
+    );
+    check(
+        b"a1 LOGIN alice {99999999999+}\r\nxxxx",
+        ReadMode::Command,
+        &limits(),
+        &[rejected(
+            Some("a1"),
+            Some(Code::TooBig),
+            "Non-synchronising literal is larger than 100 bytes",
+            true,
+        )],
+    );
+}
+
+#[test]
+fn reader_line_at_limit() {
+    let line = select_line("a1", 64);
+    assert_eq!(line.len(), 64);
+    check(&line, ReadMode::Command, &limits(), &[command(&line)]);
+}
+
+#[test]
+fn reader_line_past_limit_closes() {
+    let mut input = select_line("a1", 65);
+    input.extend_from_slice(b"a2 NOOP\r\n");
+    check(
+        &input,
+        ReadMode::Command,
+        &limits(),
+        &[rejected(Some("a1"), Some(Code::TooBig), "Line is longer than 64 bytes", true)],
+    );
+}
+
+#[test]
+fn reader_line_past_limit_without_line_feed() {
+    // The rejection comes once 64 bytes are buffered, before any line end.
+    let events = read_chunks(&[&[b'x'; 64]], ReadMode::Command, &limits());
+    assert_eq!(events, [rejected(None, Some(Code::TooBig), "Line is longer than 64 bytes", true)]);
+
+    let events = read_chunks(&[&[b'x'; 63]], ReadMode::Command, &limits());
+    assert!(events.is_empty());
+}
+
+#[test]
+fn reader_command_at_limit() {
+    // Two 64-byte pieces: a line with a literal announcement and the literal
+    // plus final line, 128 bytes in all.
+    let mut input = b"a1 LOGIN ".to_vec();
+    input.extend(std::iter::repeat_n(b'u', 49));
+    input.extend_from_slice(b" {2}\r\n");
+    assert_eq!(input.len(), 64);
+    input.extend_from_slice(b"pw\r\n");
+    let mut limits = limits();
+    limits.command_bytes_max = input.len();
+    check(&input, ReadMode::Command, &limits, &[continuation(2), command(&input)]);
+
+    limits.command_bytes_max = input.len() - 1;
+    check(
+        &input,
+        ReadMode::Command,
+        &limits,
+        &[
+            continuation(2),
+            rejected(Some("a1"), Some(Code::TooBig), "Command is larger than 67 bytes", false),
+        ],
+    );
+}
+
+#[test]
+fn reader_command_literal_past_command_limit() {
+    // Each literal is within its limit, but together they are not.
+    let mut limits = limits();
+    limits.command_bytes_max = 30;
+    check(
+        b"a1 LOGIN {16}\r\n",
+        ReadMode::Command,
+        &limits,
+        &[rejected(Some("a1"), Some(Code::TooBig), "Command is larger than 30 bytes", false)],
+    );
+}
+
+#[test]
+fn reader_append_message_at_limit() {
+    let mut input = b"a1 APPEND INBOX (\\Seen) {100}\r\n".to_vec();
+    input.extend(std::iter::repeat_n(b'm', 100));
+    input.extend_from_slice(b"\r\n");
+    check(&input, ReadMode::Command, &limits(), &[continuation(100), command(&input)]);
+}
+
+#[test]
+fn reader_append_message_past_limit() {
+    check(
+        b"a1 APPEND INBOX {101}\r\na2 NOOP\r\n",
+        ReadMode::Command,
+        &limits(),
+        &[
+            rejected(Some("a1"), Some(Code::TooBig), "Literal is larger than 100 bytes", false),
+            command(b"a2 NOOP\r\n"),
+        ],
+    );
+}
+
+#[test]
+fn reader_append_mailbox_literal_uses_literal_limit() {
+    // The mailbox literal is limited like any other literal, the message
+    // literal after it by the APPEND limit.
+    let mut input = b"a1 APPEND {5}\r\nINBOX {100}\r\n".to_vec();
+    input.extend(std::iter::repeat_n(b'm', 100));
+    input.extend_from_slice(b"\r\n");
+    check(
+        &input,
+        ReadMode::Command,
+        &limits(),
+        &[continuation(5), continuation(100), command(&input)],
+    );
+
+    check(
+        b"a1 APPEND {17}\r\n",
+        ReadMode::Command,
+        &limits(),
+        &[rejected(Some("a1"), Some(Code::TooBig), "Literal is larger than 16 bytes", false)],
+    );
+}
+
+#[test]
+fn reader_invalid_commands() {
+    let limits = limits();
+    let cases: &[(&[u8], Option<&str>, &str)] = &[
+        (b"a1 FROB\r\n", Some("a1"), "Unknown command"),
+        (b"a1 FETCH\r\n", Some("a1"), "Invalid arguments to FETCH"),
+        (b"a1 fetch 1 (BODY[\r\n", Some("a1"), "Invalid arguments to FETCH"),
+        (b"a1 UID FETCH x FLAGS\r\n", Some("a1"), "Invalid arguments to UID FETCH"),
+        (b"a1 UID FROB 1\r\n", Some("a1"), "Unknown command"),
+        (b"a1 NOOP\n", Some("a1"), "Lines must end with CRLF"),
+        (b"\r\n", None, "Missing or invalid command tag"),
+        (b"a{b NOOP\r\n", None, "Missing or invalid command tag"),
+    ];
+    for (input, tag, text) in cases {
+        let mut input = input.to_vec();
+        input.extend_from_slice(b"a9 NOOP\r\n");
+        check(
+            &input,
+            ReadMode::Command,
+            &limits,
+            &[rejected(*tag, None, text, false), command(b"a9 NOOP\r\n")],
+        );
+    }
+}
+
+#[test]
+fn reader_idle_done() {
+    let limits = limits();
+    check(b"DONE\r\n", ReadMode::IdleDone, &limits, &[ReadEvent::IdleDone]);
+    check(
+        b"a1 NOOP\r\nDONE\r\n",
+        ReadMode::IdleDone,
+        &limits,
+        &[rejected(None, None, "Expected DONE to end IDLE", false), ReadEvent::IdleDone],
+    );
+}
+
+#[test]
+fn reader_authenticate_data() {
+    let limits = limits();
+    check(
+        b"dGVzdA==\r\n",
+        ReadMode::AuthenticateData,
+        &limits,
+        &[ReadEvent::AuthenticateData(AuthenticateData::r#continue(b"test".to_vec()))],
+    );
+    check(b"*\r\n", ReadMode::AuthenticateData, &limits, &[ReadEvent::AuthenticateData(AuthenticateData::Cancel)]);
+    check(
+        b"!!\r\n",
+        ReadMode::AuthenticateData,
+        &limits,
+        &[rejected(None, None, "Invalid base64 in authentication response", false)],
+    );
+}
+
+#[test]
+fn reader_mode_switch_between_commands() {
+    // IDLE and its DONE arrive in one read; the server switches modes after
+    // the IDLE command.
+    let limits = limits();
+    let mut reader = CommandReader::new();
+    reader.feed(b"a1 IDLE\r\nDONE\r\na2 NOOP\r\n");
+    assert_eq!(reader.next(ReadMode::Command, &limits), Some(command(b"a1 IDLE\r\n")));
+    assert_eq!(reader.next(ReadMode::IdleDone, &limits), Some(ReadEvent::IdleDone));
+    assert_eq!(reader.next(ReadMode::Command, &limits), Some(command(b"a2 NOOP\r\n")));
+    assert_eq!(reader.next(ReadMode::Command, &limits), None);
+}
+
+#[test]
+fn reader_closed_returns_nothing_more() {
+    let limits = limits();
+    let mut reader = CommandReader::new();
+    reader.feed(&[b'x'; 64]);
+    assert!(matches!(reader.next(ReadMode::Command, &limits), Some(ReadEvent::Rejected { close: true, .. })));
+    reader.feed(b"\r\na1 NOOP\r\n");
+    assert_eq!(reader.next(ReadMode::Command, &limits), None);
+}
+
+#[test]
+fn reader_idle_and_release_buffers() {
+    let limits = limits();
+    let mut reader = CommandReader::new();
+    reader.feed(b"a1 LOGIN {5}\r\nal");
+    assert_eq!(reader.next(ReadMode::Command, &limits), Some(continuation(5)));
+    assert_eq!(reader.next(ReadMode::Command, &limits), None);
+    assert!(!reader.is_idle());
+
+    // Releasing buffers mid-command keeps the partial command.
+    reader.release_buffers();
+    reader.feed(b"ice pw\r\n");
+    assert_eq!(reader.next(ReadMode::Command, &limits), Some(command(b"a1 LOGIN {5}\r\nalice pw\r\n")));
+    assert_eq!(reader.next(ReadMode::Command, &limits), None);
+    assert!(reader.is_idle());
+
+    reader.release_buffers();
+    assert_eq!(reader.input.capacity(), 0);
+    assert_eq!(reader.command.capacity(), 0);
+}
+
+#[test]
+fn reader_deep_search_nesting_does_not_panic() {
+    // Nested parentheses up to the line limit must give a result, not a
+    // stack overflow.
+    let mut limits = limits();
+    limits.line_bytes_max = 8192;
+    limits.command_bytes_max = 8192;
+    let depth = 4000;
+    let mut input = b"a1 SEARCH ".to_vec();
+    input.extend(std::iter::repeat_n(b'(', depth));
+    input.extend_from_slice(b"ALL");
+    input.extend(std::iter::repeat_n(b')', depth));
+    input.extend_from_slice(b"\r\n");
+    let events = read_chunks(&[&input], ReadMode::Command, &limits);
+    assert_eq!(events.len(), 1);
+}

@@ -1,1 +1,0 @@
-//! The embedded back end: SQLite index plus message bodies as files.
