@@ -1,0 +1,76 @@
+//! The `Secret` wrapper that keeps passwords out of logs.
+//!
+//! This module owns only the redaction. It knows nothing about schemes or
+//! the passwd-file.
+
+use std::fmt;
+
+/// A password as the client or the administrator typed it.
+///
+/// `Debug` and `Display` print `/* redacted */`, so a `Secret` inside an
+/// error, a log field or a `dbg!` never shows the password. Code that needs
+/// the bytes calls [`Secret::expose`] at the one place it hashes them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a password.
+    pub fn new(password: String) -> Secret {
+        Secret(password)
+    }
+
+    /// Returns the password. Call it only to hash or compare the password,
+    /// never to format or log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Returns the password length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Returns true for the empty password.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<String> for Secret {
+    fn from(password: String) -> Secret {
+        Secret(password)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(password: &str) -> Secret {
+        Secret(password.to_owned())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("/* redacted */")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("/* redacted */")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Secret;
+
+    #[test]
+    fn secret_formatting_redacts() {
+        let secret = Secret::from("hunter2");
+
+        assert_eq!(format!("{secret:?}"), "/* redacted */");
+        assert_eq!(format!("{secret}"), "/* redacted */");
+        assert_eq!(format!("{:?}", Some(&secret)), "Some(/* redacted */)");
+        assert_eq!(secret.expose(), "hunter2");
+    }
+}
