@@ -23,6 +23,7 @@
 //! server names them through this crate and an upgrade touches one place.
 
 pub mod reader;
+pub mod state;
 
 pub use imap_codec as codec;
 pub use imap_types as types;
