@@ -1,0 +1,212 @@
+//! A throwaway Dovecot (Debian's `dovecot-imapd`) on 127.0.0.1, the
+//! reference server for differential tests. Each instance has its own
+//! config, run and state folders, log, passwd-file and maildir in a
+//! temporary folder, reads nothing from /etc/dovecot, and is stopped on
+//! drop.
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::client::{Client, ClientLimits};
+
+/// The test user of every instance.
+pub const USER: &str = "roost";
+pub const PASSWORD: &str = "roost-test";
+
+/// How long start-up and shutdown may take before the instance is treated
+/// as failed.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running Dovecot instance.
+pub struct Dovecot {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    address: SocketAddr,
+    master_pid: Option<u32>,
+}
+
+impl Dovecot {
+    /// Starts an instance. Fails with a message saying what to install
+    /// when Dovecot is missing.
+    pub fn start() -> Result<Dovecot, String> {
+        let binary = ["/usr/sbin/dovecot", "/usr/bin/dovecot"].into_iter().find(|p| Path::new(p).exists());
+        let Some(binary) = binary else {
+            return Err("dovecot is not installed; run the project's test script, which installs \
+                        the Debian packages dovecot-imapd and dovecot-lmtpd"
+                .to_owned());
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("roost-dovecot-")
+            .tempdir()
+            .map_err(|e| format!("failed to create a temporary folder: {e}"))?;
+        let port = free_port()?;
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        let config = write_config(dir.path(), port)?;
+
+        let output = Command::new(binary)
+            .arg("-c")
+            .arg(&config)
+            .output()
+            .map_err(|e| format!("failed to run {binary}: {e}"))?;
+        let mut dovecot = Dovecot { dir, config, address, master_pid: None };
+        if !output.status.success() {
+            return Err(format!(
+                "dovecot failed to start ({}): {}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr),
+                dovecot.log()
+            ));
+        }
+        dovecot.master_pid = dovecot.read_master_pid();
+        dovecot.wait_ready()?;
+        Ok(dovecot)
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Connects and logs in as the test user.
+    pub fn login(&self) -> std::io::Result<Client> {
+        let mut client = Client::connect(self.address, ClientLimits::for_tests())?;
+        client.login(USER, PASSWORD)?;
+        Ok(client)
+    }
+
+    /// Returns Dovecot's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    fn read_master_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.dir.path().join("run/master.pid")).ok()?;
+        text.trim().parse().ok()
+    }
+
+    /// Waits until the IMAP listener accepts and greets.
+    fn wait_ready(&self) -> Result<(), String> {
+        let started = Instant::now();
+        while started.elapsed() < START_TIMEOUT {
+            if TcpStream::connect_timeout(&self.address, Duration::from_millis(200)).is_ok()
+                && Client::connect(self.address, ClientLimits::for_tests()).is_ok()
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("dovecot did not accept on {} within {:?}; log:\n{}", self.address, START_TIMEOUT, self.log()))
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = Command::new("doveadm").arg("-c").arg(&self.config).arg("stop").output();
+        let Some(pid) = self.master_pid else { return };
+        let started = Instant::now();
+        while Path::new(&format!("/proc/{pid}")).exists() && started.elapsed() < STOP_TIMEOUT {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            eprintln!("dovecot master {pid} did not stop within {STOP_TIMEOUT:?}; sending SIGTERM");
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}
+
+/// Asks the kernel for a free loopback port. Another process could take it
+/// before Dovecot binds; start-up then fails with Dovecot's bind error.
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("failed to bind 127.0.0.1:0: {e}"))?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+/// Writes the passwd-file, the mail folder and the config; returns the
+/// config path.
+fn write_config(dir: &Path, port: u16) -> Result<PathBuf, String> {
+    let io_error = |what: &str, e: std::io::Error| format!("failed to {what}: {e}");
+    for sub in ["run", "state", "mail"] {
+        std::fs::create_dir(dir.join(sub)).map_err(|e| io_error("create a Dovecot folder", e))?;
+    }
+    // Dovecot refuses to run mail processes as root, so under root the
+    // mail folder belongs to nobody (65534) and mail runs as that user.
+    let (uid, gid) = running_ids();
+    let (mail_uid, mail_gid) = if uid == 0 { (65534, 65534) } else { (uid, gid) };
+    if uid == 0 {
+        std::os::unix::fs::chown(dir.join("mail"), Some(mail_uid), Some(mail_gid))
+            .map_err(|e| io_error("chown the mail folder", e))?;
+        // The temporary folder is private to its owner; nobody must be
+        // able to reach the mail folder inside it.
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .map_err(|e| io_error("open the temporary folder", e))?;
+    }
+    let passwd = dir.join("users.passwd");
+    std::fs::write(&passwd, format!("{USER}:{{PLAIN}}{PASSWORD}::::::\n"))
+        .map_err(|e| io_error("write the passwd-file", e))?;
+
+    let d = dir.display();
+    let mut config = String::new();
+    let _ = writeln!(config, "protocols = imap");
+    let _ = writeln!(config, "listen = 127.0.0.1");
+    let _ = writeln!(config, "base_dir = {d}/run");
+    let _ = writeln!(config, "state_dir = {d}/state");
+    let _ = writeln!(config, "instance_name = roost-test-{port}");
+    let _ = writeln!(config, "log_path = {d}/dovecot.log");
+    let _ = writeln!(config, "info_log_path = {d}/dovecot.log");
+    let _ = writeln!(config, "ssl = no");
+    let _ = writeln!(config, "disable_plaintext_auth = no");
+    let _ = writeln!(config, "auth_mechanisms = plain login");
+    if uid != 0 {
+        // Unprivileged: every Dovecot process runs as the current user.
+        let name = user_name(uid);
+        let _ = writeln!(config, "default_internal_user = {name}");
+        let _ = writeln!(config, "default_internal_group = {}", group_name(gid));
+        let _ = writeln!(config, "default_login_user = {name}");
+    }
+    let _ = writeln!(config, "passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {}\n}}", passwd.display());
+    let _ = writeln!(
+        config,
+        "userdb {{\n  driver = passwd-file\n  args = username_format=%u {}\n  default_fields = uid={mail_uid} gid={mail_gid} home={d}/mail/%u\n}}",
+        passwd.display()
+    );
+    let _ = writeln!(config, "mail_location = maildir:~/Maildir");
+    let _ = writeln!(config, "namespace inbox {{\n  inbox = yes\n}}");
+    let _ = writeln!(
+        config,
+        "service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}"
+    );
+    let path = dir.join("dovecot.conf");
+    std::fs::write(&path, config).map_err(|e| io_error("write the Dovecot config", e))?;
+    Ok(path)
+}
+
+fn running_ids() -> (u32, u32) {
+    match std::fs::metadata("/proc/self") {
+        Ok(meta) => (meta.uid(), meta.gid()),
+        Err(_) => (0, 0),
+    }
+}
+
+/// Looks up a name in /etc/passwd or /etc/group by numeric id.
+fn name_for_id(file: &str, id: u32) -> String {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            (fields.nth(1)?.parse::<u32>().ok()? == id).then(|| name.to_owned())
+        })
+        .unwrap_or_else(|| id.to_string())
+}
+
+fn user_name(uid: u32) -> String {
+    name_for_id("/etc/passwd", uid)
+}
+
+fn group_name(gid: u32) -> String {
+    name_for_id("/etc/group", gid)
+}
