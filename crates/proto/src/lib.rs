@@ -24,6 +24,7 @@
 
 pub mod mutf7;
 pub mod reader;
+pub mod sequence;
 pub mod state;
 
 pub use imap_codec as codec;
