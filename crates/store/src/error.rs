@@ -1,4 +1,6 @@
-use crate::MailboxId;
+//! The store's error type. It names what went wrong in storage terms; the
+//! protocol layer decides which response code each kind becomes.
+use crate::{BlobId, MailboxId};
 
 /// Why a store operation failed. The protocol layer maps each kind to a
 /// response code (RFC 5530), so kinds are distinguished by what a client
@@ -17,6 +19,21 @@ pub enum StoreError {
     Forbidden(String),
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// A message body that the index references is missing from disk, or
+    /// the id was never stored.
+    #[error("message body {0:?} not found")]
+    BlobNotFound(BlobId),
+    /// The data directory was written by a newer build whose schema this
+    /// build cannot read.
+    #[error("database schema version {found} is newer than the supported version {supported}; upgrade Roost")]
+    SchemaTooNew { found: i64, supported: i64 },
+    /// The store's writer thread has stopped, so no change can be made.
+    #[error("store is closed")]
+    Closed,
+    /// A transaction that batched several requests failed to commit, so
+    /// none of them took effect. The message is the commit error.
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
     #[error("storage failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("database failed: {0}")]

@@ -1,0 +1,77 @@
+//! The pool of read connections.
+//!
+//! SQLite calls block, so reads run on tokio's blocking threads, never on
+//! the reactor. Each read runs in its own read transaction, which in WAL
+//! mode sees one committed state however long it takes, so a snapshot is
+//! consistent while the writer goes on committing.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use tokio::sync::Semaphore;
+
+use super::schema;
+use crate::{Result, StoreError};
+
+pub struct Readers {
+    path: PathBuf,
+    busy_timeout: Duration,
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Readers {
+    /// Creates a pool of at most `count` connections, opened on first use.
+    pub fn new(path: PathBuf, busy_timeout: Duration, count: usize) -> Self {
+        let count = count.max(1);
+        Self {
+            path,
+            busy_timeout,
+            idle: Mutex::new(Vec::with_capacity(count)),
+            permits: Arc::new(Semaphore::new(count)),
+        }
+    }
+
+    /// Runs `read` in a read transaction on a pooled connection, waiting
+    /// while every connection is busy.
+    pub async fn run<T, F>(self: &Arc<Self>, read: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
+        let pool = self.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut conn = pool.take()?;
+            let result = read_in_transaction(&mut conn, read);
+            pool.put(conn);
+            result
+        });
+        task.await.map_err(|err| StoreError::Io(std::io::Error::other(format!("store read task failed: {err}"))))?
+    }
+
+    /// Takes an idle connection or opens one; the semaphore keeps the
+    /// total at the pool size. A connection lost to a panic is replaced
+    /// here.
+    fn take(&self) -> Result<Connection> {
+        let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => schema::connect(&self.path, self.busy_timeout),
+        }
+    }
+
+    fn put(&self, conn: Connection) {
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(conn);
+    }
+}
+
+fn read_in_transaction<T>(conn: &mut Connection, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    let tx = conn.transaction()?;
+    let value = read(&tx)?;
+    tx.finish()?;
+    Ok(value)
+}
