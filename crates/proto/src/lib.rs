@@ -24,6 +24,7 @@
 
 pub mod mutf7;
 pub mod reader;
+pub mod response;
 pub mod sequence;
 pub mod state;
 
