@@ -22,6 +22,7 @@
 //! The IMAP types come from imap-types, re-exported as [`types`] so the
 //! server names them through this crate and an upgrade touches one place.
 
+pub mod capability;
 pub mod mutf7;
 pub mod reader;
 pub mod response;
