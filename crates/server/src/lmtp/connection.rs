@@ -1,0 +1,204 @@
+//! One LMTP connection: reads from the socket into a bounded buffer, runs
+//! the protocol [`Session`], performs its user lookups and deliveries, and
+//! writes its replies.
+//!
+//! This module owns the socket, the idle timeout and the reaction to
+//! shutdown. Protocol rules live in `protocol`, storage in `delivery`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BufMut as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use super::protocol::{Delivery, Event, Outcome, Reply, Session, SessionConfig};
+use crate::delivery::{Deliverer, DeliveryError};
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK_BYTES: usize = 8 * 1024;
+
+/// Reply bytes collected before they are written even though more
+/// pipelined input is waiting, so a long pipeline does not grow the
+/// output buffer.
+const OUTPUT_FLUSH_BYTES: usize = 16 * 1024;
+
+/// A reason other than QUIT for a connection to end.
+enum Interruption {
+    Shutdown,
+    TimedOut,
+    ClosedByPeer,
+}
+
+/// The settings a connection needs beyond the protocol ones.
+pub(super) struct ConnectionConfig {
+    pub session: SessionConfig,
+    /// Inactivity after which the connection is closed with 421 4.4.2.
+    pub timeout_idle: Duration,
+}
+
+/// Runs one connection until QUIT, a timeout, shutdown or an I/O error.
+pub(super) async fn run(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    deliverer: Arc<Deliverer>,
+    config: Arc<ConnectionConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    debug!(%peer, "LMTP connection opened");
+    match serve_connection(&mut stream, &deliverer, &config, &mut shutdown).await {
+        Ok(()) => debug!(%peer, "LMTP connection closed"),
+        Err(error) => debug!(%peer, %error, "LMTP connection failed"),
+    }
+    // The peer may already be gone; there is nothing left to tell it.
+    let _ = stream.shutdown().await;
+}
+
+async fn serve_connection(
+    stream: &mut TcpStream,
+    deliverer: &Arc<Deliverer>,
+    config: &ConnectionConfig,
+    shutdown: &mut watch::Receiver<bool>,
+) -> io::Result<()> {
+    let hostname = config.session.hostname.clone();
+    let mut session = Session::new(config.session.clone());
+    // The session leaves fewer than line_bytes_max + 2 bytes unused before
+    // asking for more, and each read adds at most READ_CHUNK_BYTES.
+    let input_bytes_max = config.session.line_bytes_max + 2 + READ_CHUNK_BYTES;
+    let mut input: Vec<u8> = Vec::new();
+    let mut output: Vec<u8> = Vec::new();
+    let mut replies: Vec<Reply> = Vec::new();
+
+    // Set when the shutdown sender flips to true or is dropped.
+    let mut shutting_down = false;
+
+    session.greeting().encode(&mut output);
+    loop {
+        // A session between commands stops at once on shutdown; one in DATA
+        // finishes its delivery and replies first.
+        shutting_down |= *shutdown.borrow();
+        if shutting_down && !session.is_in_data() {
+            Reply::shutting_down(&hostname).encode(&mut output);
+            return stream.write_all(&output).await;
+        }
+
+        let step = session.receive(&input, &mut replies);
+        input.drain(..step.consumed);
+        let needs_input = step.consumed == 0 && step.event.is_none();
+        match step.event {
+            Some(Event::CheckUser(user)) => {
+                let exists = check_user(deliverer, user).await;
+                session.user_checked(exists, &mut replies);
+            }
+            Some(Event::Deliver(delivery)) => {
+                let outcomes = deliver(deliverer, delivery).await;
+                session.delivered(&outcomes, &mut replies);
+            }
+            Some(Event::Close) => {
+                encode_replies(&mut replies, &mut output);
+                return stream.write_all(&output).await;
+            }
+            None => {}
+        }
+        encode_replies(&mut replies, &mut output);
+
+        if needs_input || output.len() >= OUTPUT_FLUSH_BYTES {
+            stream.write_all(&output).await?;
+            output.clear();
+        }
+        if !needs_input {
+            continue;
+        }
+
+        debug_assert!(input.len() < input_bytes_max);
+        match read_more(stream, &mut input, input_bytes_max, config.timeout_idle, shutdown, session.is_in_data()).await? {
+            None => {}
+            Some(Interruption::Shutdown) => shutting_down = true,
+            Some(Interruption::TimedOut) => {
+                Reply::timed_out(&hostname).encode(&mut output);
+                return stream.write_all(&output).await;
+            }
+            Some(Interruption::ClosedByPeer) => return Ok(()),
+        }
+    }
+}
+
+/// Reads once into `input`, waiting at most `timeout`. Shutdown interrupts
+/// the wait unless the session is in DATA.
+async fn read_more(
+    stream: &mut TcpStream,
+    input: &mut Vec<u8>,
+    input_bytes_max: usize,
+    timeout: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+    in_data: bool,
+) -> io::Result<Option<Interruption>> {
+    let room = input_bytes_max.saturating_sub(input.len()).min(READ_CHUNK_BYTES);
+    let mut limited = input.limit(room);
+    let read = tokio::time::timeout(timeout, stream.read_buf(&mut limited));
+
+    tokio::select! {
+        result = read => match result {
+            Err(_elapsed) => Ok(Some(Interruption::TimedOut)),
+            Ok(Ok(0)) => Ok(Some(Interruption::ClosedByPeer)),
+            Ok(Ok(_)) => Ok(None),
+            Ok(Err(error)) => Err(error),
+        },
+        // A dropped sender also means shutdown, as nothing can flip it back.
+        _ = shutdown.changed(), if !in_data => Ok(Some(Interruption::Shutdown)),
+    }
+}
+
+fn encode_replies(replies: &mut Vec<Reply>, output: &mut Vec<u8>) {
+    for reply in replies.drain(..) {
+        reply.encode(output);
+    }
+}
+
+/// Looks up a user on the blocking pool, as the lookup may read the
+/// passwd-file. A failed lookup task counts as an unknown user.
+async fn check_user(deliverer: &Arc<Deliverer>, user: String) -> bool {
+    let deliverer = deliverer.clone();
+    match tokio::task::spawn_blocking(move || deliverer.user_exists(&user)).await {
+        Ok(exists) => exists,
+        Err(error) => {
+            warn!(%error, "user lookup task failed");
+            false
+        }
+    }
+}
+
+/// Delivers the message to each recipient in order and returns one outcome
+/// per recipient.
+async fn deliver(deliverer: &Deliverer, delivery: Delivery) -> Vec<Outcome> {
+    let count = delivery.recipients.len();
+    let message = match deliverer.prepare(delivery.message).await {
+        Ok(message) => message,
+        Err(error) => {
+            warn!(%error, recipients = count, "message could not be prepared for delivery");
+            return vec![outcome_of(&error); count];
+        }
+    };
+
+    let mut outcomes = Vec::with_capacity(count);
+    for recipient in &delivery.recipients {
+        let outcome = match deliverer.deliver_prepared(&recipient.user, &message).await {
+            Ok(_) => Outcome::Delivered,
+            Err(error) => outcome_of(&error),
+        };
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+fn outcome_of(error: &DeliveryError) -> Outcome {
+    match error {
+        DeliveryError::UnknownUser(_) => Outcome::UnknownUser,
+        DeliveryError::TooBig { .. } => Outcome::TooBig,
+        DeliveryError::Store(_) | DeliveryError::Interrupted(_) => Outcome::TemporaryFailure,
+    }
+}
