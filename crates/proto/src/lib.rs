@@ -32,3 +32,6 @@ pub mod state;
 pub use imap_codec as codec;
 pub use imap_types as types;
 
+
+#[cfg(test)]
+mod rfc_examples;
