@@ -253,3 +253,32 @@ fn rfc_idle_done_case_insensitive() {
     reader.feed(b"done\r\n");
     assert_eq!(reader.next(ReadMode::IdleDone, &limits()), Some(ReadEvent::IdleDone));
 }
+
+/// Returns `a SEARCH` with `depth` nested OR keys: `OR SEEN OR SEEN ... ALL`.
+fn nested_or_search(depth: usize) -> Vec<u8> {
+    let mut input = b"a SEARCH ".to_vec();
+    for _ in 0..depth {
+        input.extend_from_slice(b"OR SEEN ");
+    }
+    input.extend_from_slice(b"ALL\r\n");
+    input
+}
+
+#[test]
+fn rfc_search_nesting_limit() {
+    // FIXME: RFC 3501 puts no bound on SEARCH key nesting, but imap-codec
+    // 2.0.0-alpha.10 stops at 8 nested keys (a recursion limit against
+    // stack exhaustion), so a client that ORs ten terms gets BAD. This
+    // test pins today's limit; raise it here if imap-codec changes.
+    decode(&nested_or_search(8));
+
+    let input = nested_or_search(9);
+    let mut reader = CommandReader::new();
+    reader.feed(&input);
+    let event = reader.next(ReadMode::Command, &limits());
+    let Some(ReadEvent::Rejected { text, close, .. }) = event else {
+        panic!("nine nested OR keys gave {event:?}");
+    };
+    assert_eq!(text, "Invalid arguments to SEARCH");
+    assert!(!close);
+}

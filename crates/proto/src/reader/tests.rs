@@ -444,9 +444,9 @@ fn reader_idle_and_release_buffers() {
 }
 
 #[test]
-fn reader_deep_search_nesting_does_not_panic() {
-    // Nested parentheses up to the line limit must give a result, not a
-    // stack overflow.
+fn reader_deep_search_nesting_rejected() {
+    // Nested parentheses up to the line limit must give a BAD, not a stack
+    // overflow.
     let mut limits = limits();
     limits.line_bytes_max = 8192;
     limits.command_bytes_max = 8192;
@@ -457,5 +457,5 @@ fn reader_deep_search_nesting_does_not_panic() {
     input.extend(std::iter::repeat_n(b')', depth));
     input.extend_from_slice(b"\r\n");
     let events = read_chunks(&[&input], ReadMode::Command, &limits);
-    assert_eq!(events.len(), 1);
+    assert_eq!(events, [rejected(Some("a1"), None, "Invalid arguments to SEARCH", false)]);
 }
