@@ -4,11 +4,7 @@
 //! backend supports beyond PLAIN, or whether TLS is configured: the server
 //! passes those facts in [`CapabilityOptions`].
 
-use imap_types::{
-    auth::AuthMechanism,
-    core::Vec1,
-    response::Capability,
-};
+use imap_types::{auth::AuthMechanism, core::Vec1, response::Capability};
 
 use crate::state::SessionState;
 
@@ -41,7 +37,10 @@ fn table() -> [(Advertised, Capability<'static>); 13] {
         (Advertised::Always, Capability::Imap4Rev1),
         (Advertised::StartTls, Capability::StartTls),
         (Advertised::LoginDisabled, Capability::LoginDisabled),
-        (Advertised::BeforeAuthentication, Capability::Auth(AuthMechanism::Plain)),
+        (
+            Advertised::BeforeAuthentication,
+            Capability::Auth(AuthMechanism::Plain),
+        ),
         (Advertised::Always, Capability::LiteralPlus),
         (Advertised::BeforeAuthentication, Capability::SaslIr),
         (Advertised::Always, Capability::Id),
@@ -82,7 +81,10 @@ mod tests {
     use crate::response::encode_data;
 
     fn listed(state: SessionState, login_disabled: bool, starttls_offered: bool) -> String {
-        let options = CapabilityOptions { login_disabled, starttls_offered };
+        let options = CapabilityOptions {
+            login_disabled,
+            starttls_offered,
+        };
         let data = Data::Capability(capabilities(state, &options));
         String::from_utf8(encode_data(&data)).unwrap()
     }
@@ -98,7 +100,9 @@ mod tests {
             ),
             (
                 listed(SessionState::NotAuthenticated, true, true),
-                format!("* CAPABILITY IMAP4REV1 STARTTLS LOGINDISABLED AUTH=PLAIN {common} SASL-IR {extensions}\r\n"),
+                format!(
+                    "* CAPABILITY IMAP4REV1 STARTTLS LOGINDISABLED AUTH=PLAIN {common} SASL-IR {extensions}\r\n"
+                ),
             ),
             (
                 listed(SessionState::Authenticated, true, true),

@@ -32,6 +32,5 @@ pub mod state;
 pub use imap_codec as codec;
 pub use imap_types as types;
 
-
 #[cfg(test)]
 mod rfc_examples;

@@ -115,13 +115,19 @@ fn flush_shift_sequence(encoded: &mut String, units: &mut Vec<u16>) {
         }
     }
     if bit_count > 0 {
-        encoded.push(char::from(ALPHABET[((bits << (6 - bit_count)) & 0x3f) as usize]));
+        encoded.push(char::from(
+            ALPHABET[((bits << (6 - bit_count)) & 0x3f) as usize],
+        ));
     }
     encoded.push('-');
 }
 
 /// Decodes the base64 between `&` and `-` and appends its characters.
-fn decode_shift_sequence(base64: &[u8], offset: usize, decoded: &mut String) -> Result<(), Mutf7Error> {
+fn decode_shift_sequence(
+    base64: &[u8],
+    offset: usize,
+    decoded: &mut String,
+) -> Result<(), Mutf7Error> {
     let mut units = Vec::with_capacity(base64.len() * 6 / 16);
     let mut bits: u32 = 0;
     let mut bit_count = 0;
@@ -188,8 +194,14 @@ mod tests {
     fn mutf7_round_trips_every_length() {
         // Runs of 1 to 6 non-ASCII characters end at each bit alignment.
         for length in 1..=6 {
-            let name: String = std::iter::repeat_n('é', length).chain("x".chars()).collect();
-            assert_eq!(decode(&encode(&name)).as_deref(), Ok(name.as_str()), "{name:?}");
+            let name: String = std::iter::repeat_n('é', length)
+                .chain("x".chars())
+                .collect();
+            assert_eq!(
+                decode(&encode(&name)).as_deref(),
+                Ok(name.as_str()),
+                "{name:?}"
+            );
         }
     }
 
@@ -197,8 +209,20 @@ mod tests {
     fn mutf7_rejects_invalid_forms() {
         let not_canonical = |offset| move |error: &Mutf7Error| matches!(error, Mutf7Error::NotCanonical { offset: found, .. } if *found == offset);
         let cases: &[(&str, Mutf7Error)] = &[
-            ("ü", Mutf7Error::UnencodedCharacter { offset: 0, character: 'ü' }),
-            ("a\tb", Mutf7Error::UnencodedCharacter { offset: 1, character: '\t' }),
+            (
+                "ü",
+                Mutf7Error::UnencodedCharacter {
+                    offset: 0,
+                    character: 'ü',
+                },
+            ),
+            (
+                "a\tb",
+                Mutf7Error::UnencodedCharacter {
+                    offset: 1,
+                    character: '\t',
+                },
+            ),
             ("&U,BTFw", Mutf7Error::Unterminated { offset: 0 }),
             ("x&", Mutf7Error::Unterminated { offset: 1 }),
             ("&U,BTF-", Mutf7Error::InvalidBase64 { offset: 0 }),
@@ -219,7 +243,10 @@ mod tests {
         ];
         for (encoded, offset) in non_canonical {
             let result = decode(encoded);
-            assert!(result.as_ref().is_err_and(not_canonical(offset)), "{encoded:?}: {result:?}");
+            assert!(
+                result.as_ref().is_err_and(not_canonical(offset)),
+                "{encoded:?}: {result:?}"
+            );
         }
     }
 }

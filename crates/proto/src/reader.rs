@@ -32,17 +32,8 @@
 
 use std::ops::Range;
 
-use imap_codec::{
-    AuthenticateDataCodec, CommandCodec, IdleDoneCodec,
-    decode::Decoder,
-};
-use imap_types::{
-    IntoStatic,
-    auth::AuthenticateData,
-    command::Command,
-    core::Tag,
-    response::Code,
-};
+use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec, decode::Decoder};
+use imap_types::{IntoStatic, auth::AuthenticateData, command::Command, core::Tag, response::Code};
 
 /// Size limits for one read; the server passes tighter ones before login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,7 +309,11 @@ impl CommandReader {
 
     /// Accepts or rejects the literal announced at the end of the line just
     /// appended to `command`.
-    fn start_literal(&mut self, announcement: Announcement, limits: &ReaderLimits) -> Option<ReadEvent> {
+    fn start_literal(
+        &mut self,
+        announcement: Announcement,
+        limits: &ReaderLimits,
+    ) -> Option<ReadEvent> {
         let literal_index = self.literal_count;
         self.literal_count += 1;
         let line_start = self.command.len() - self.last_line_length();
@@ -379,8 +374,15 @@ impl CommandReader {
         announcement: Option<Announcement>,
         limits: &ReaderLimits,
     ) -> Option<ReadEvent> {
-        let skip_bytes_max = limits.literal_bytes_max.max(limits.append_literal_bytes_max);
-        let Some(Announcement { non_sync: true, length, .. }) = announcement else {
+        let skip_bytes_max = limits
+            .literal_bytes_max
+            .max(limits.append_literal_bytes_max);
+        let Some(Announcement {
+            non_sync: true,
+            length,
+            ..
+        }) = announcement
+        else {
             self.reset_command();
             return Some(rejection.into_event());
         };
@@ -395,7 +397,9 @@ impl CommandReader {
                 Some(ReadEvent::Rejected {
                     tag: rejection.tag,
                     code: rejection.code,
-                    text: format!("Non-synchronising literal is larger than {skip_bytes_max} bytes"),
+                    text: format!(
+                        "Non-synchronising literal is larger than {skip_bytes_max} bytes"
+                    ),
                     close: true,
                 })
             }
@@ -405,7 +409,7 @@ impl CommandReader {
     /// Decodes the complete command in `command`.
     fn finish_command(&mut self) -> ReadEvent {
         let event = match CommandCodec::new().decode(&self.command) {
-            Ok((remainder, command)) if remainder.is_empty() => ReadEvent::Command(command.into_static()),
+            Ok(([], command)) => ReadEvent::Command(command.into_static()),
             _ => ReadEvent::Rejected {
                 tag: decode_tag(&self.command),
                 code: None,
@@ -420,7 +424,7 @@ impl CommandReader {
     fn idle_done_line(&mut self, end: usize) -> ReadEvent {
         let line = &self.input[self.input_start..end];
         let event = match IdleDoneCodec::new().decode(line) {
-            Ok((remainder, _)) if remainder.is_empty() => ReadEvent::IdleDone,
+            Ok(([], _)) => ReadEvent::IdleDone,
             _ => ReadEvent::Rejected {
                 tag: None,
                 code: None,
@@ -435,7 +439,7 @@ impl CommandReader {
     fn authenticate_line(&mut self, end: usize) -> ReadEvent {
         let line = &self.input[self.input_start..end];
         let event = match AuthenticateDataCodec::new().decode(line) {
-            Ok((remainder, data)) if remainder.is_empty() => ReadEvent::AuthenticateData(data.into_static()),
+            Ok(([], data)) => ReadEvent::AuthenticateData(data.into_static()),
             _ => ReadEvent::Rejected {
                 tag: None,
                 code: None,
@@ -523,7 +527,11 @@ fn parse_announcement(line: &[u8]) -> Option<Announcement> {
         Some(rest) => (rest, true),
         None => (line, false),
     };
-    let digit_count = line.iter().rev().take_while(|byte| byte.is_ascii_digit()).count();
+    let digit_count = line
+        .iter()
+        .rev()
+        .take_while(|byte| byte.is_ascii_digit())
+        .count();
     if digit_count == 0 {
         return None;
     }
@@ -550,11 +558,15 @@ fn parse_announcement(line: &[u8]) -> Option<Announcement> {
 /// Reads the tag of a command: the bytes before the first space, if they
 /// form a valid tag.
 fn decode_tag(bytes: &[u8]) -> Option<Tag<'static>> {
-    let space = bytes.iter().position(|&byte| byte == b' ' || byte == b'\n')?;
+    let space = bytes
+        .iter()
+        .position(|&byte| byte == b' ' || byte == b'\n')?;
     if bytes[space] != b' ' {
         return None;
     }
-    Tag::try_from(&bytes[..space]).ok().map(IntoStatic::into_static)
+    Tag::try_from(&bytes[..space])
+        .ok()
+        .map(IntoStatic::into_static)
 }
 
 /// Returns the command name after the tag, upper-cased, with `UID ` kept
@@ -574,19 +586,51 @@ fn command_name(bytes: &[u8]) -> Option<&'static str> {
     let name = words.next()?;
     UID_COMMANDS
         .iter()
-        .find(|known| known[4..].as_bytes().eq_ignore_ascii_case(name))
+        .find(|known| known.as_bytes()[4..].eq_ignore_ascii_case(name))
         .copied()
 }
 
 const KNOWN_COMMANDS: &[&str] = &[
-    "APPEND", "AUTHENTICATE", "CAPABILITY", "CHECK", "CLOSE", "COPY", "CREATE", "DELETE",
-    "ENABLE", "EXAMINE", "EXPUNGE", "FETCH", "ID", "IDLE", "LIST", "LOGIN", "LOGOUT", "LSUB",
-    "MOVE", "NAMESPACE", "NOOP", "RENAME", "SEARCH", "SELECT", "STARTTLS", "STATUS", "STORE",
-    "SUBSCRIBE", "UID", "UNSELECT", "UNSUBSCRIBE",
+    "APPEND",
+    "AUTHENTICATE",
+    "CAPABILITY",
+    "CHECK",
+    "CLOSE",
+    "COPY",
+    "CREATE",
+    "DELETE",
+    "ENABLE",
+    "EXAMINE",
+    "EXPUNGE",
+    "FETCH",
+    "ID",
+    "IDLE",
+    "LIST",
+    "LOGIN",
+    "LOGOUT",
+    "LSUB",
+    "MOVE",
+    "NAMESPACE",
+    "NOOP",
+    "RENAME",
+    "SEARCH",
+    "SELECT",
+    "STARTTLS",
+    "STATUS",
+    "STORE",
+    "SUBSCRIBE",
+    "UID",
+    "UNSELECT",
+    "UNSUBSCRIBE",
 ];
 
 const UID_COMMANDS: &[&str] = &[
-    "UID COPY", "UID EXPUNGE", "UID FETCH", "UID MOVE", "UID SEARCH", "UID STORE",
+    "UID COPY",
+    "UID EXPUNGE",
+    "UID FETCH",
+    "UID MOVE",
+    "UID SEARCH",
+    "UID STORE",
 ];
 
 /// Builds the text of the BAD response for a command imap-codec rejected.
@@ -606,7 +650,11 @@ fn describe_invalid_command(bytes: &[u8], bare_line_feed: bool) -> String {
 /// Returns whether the literal starting at `announcement_offset` of the
 /// command is APPEND's message. APPEND's mailbox may itself be a literal,
 /// and then it is the first one and stands right after `APPEND `.
-fn is_append_message_literal(command: &[u8], announcement_offset: usize, literal_index: u32) -> bool {
+fn is_append_message_literal(
+    command: &[u8],
+    announcement_offset: usize,
+    literal_index: u32,
+) -> bool {
     if command_name(command) != Some("APPEND") {
         return false;
     }
@@ -627,9 +675,15 @@ fn is_append_message_literal(command: &[u8], announcement_offset: usize, literal
 /// Returns whether the first literal of an APPEND was its mailbox, that is,
 /// whether the first line is `tag APPEND {n}`.
 fn first_literal_was_mailbox(command: &[u8]) -> bool {
-    let first_line_end = command.iter().position(|&byte| byte == b'\n').unwrap_or(command.len());
+    let first_line_end = command
+        .iter()
+        .position(|&byte| byte == b'\n')
+        .unwrap_or(command.len());
     let first_line = &command[..=first_line_end.min(command.len() - 1)];
-    match (first_line.iter().position(|&byte| byte == b' '), parse_announcement(first_line)) {
+    match (
+        first_line.iter().position(|&byte| byte == b' '),
+        parse_announcement(first_line),
+    ) {
         (Some(tag_end), Some(announcement)) => tag_end + 1 + "APPEND ".len() == announcement.start,
         _ => false,
     }

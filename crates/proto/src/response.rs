@@ -67,7 +67,10 @@ pub fn write_string(out: &mut Vec<u8>, value: &[u8]) {
 /// an error if a byte cannot appear in a quoted string.
 pub fn write_quoted(out: &mut Vec<u8>, value: &[u8]) -> Result<(), EncodeError> {
     if let Some(offset) = value.iter().position(|&byte| !is_text_char(byte)) {
-        return Err(EncodeError::Unquotable { offset, byte: value[offset] });
+        return Err(EncodeError::Unquotable {
+            offset,
+            byte: value[offset],
+        });
     }
     out.reserve(value.len() + 2);
     out.push(b'"');
@@ -105,18 +108,27 @@ pub fn write_flag(out: &mut Vec<u8>, flag: &str) -> Result<(), EncodeError> {
 /// Characters that response text cannot hold (CR, LF, NUL and non-ASCII)
 /// become `?`, and empty text is replaced, so the result is always a valid
 /// response line.
-pub fn encode_status(tag: Option<&Tag<'_>>, kind: StatusKind, code: Option<Code<'_>>, text: &str) -> Vec<u8> {
+pub fn encode_status(
+    tag: Option<&Tag<'_>>,
+    kind: StatusKind,
+    code: Option<Code<'_>>,
+    text: &str,
+) -> Vec<u8> {
     let text = sanitize_text(text, code.is_some(), default_text(kind));
     let status = Status::new(tag.cloned(), kind, code, text.as_str())
         .expect("sanitized text is valid response text");
-    ResponseCodec::new().encode(&Response::Status(status)).dump()
+    ResponseCodec::new()
+        .encode(&Response::Status(status))
+        .dump()
 }
 
 /// Encodes `* BYE [code] text`, sent before the server closes a connection.
 pub fn encode_bye(code: Option<Code<'_>>, text: &str) -> Vec<u8> {
     let text = sanitize_text(text, code.is_some(), "Closing connection");
     let status = Status::bye(code, text.as_str()).expect("sanitized text is valid response text");
-    ResponseCodec::new().encode(&Response::Status(status)).dump()
+    ResponseCodec::new()
+        .encode(&Response::Status(status))
+        .dump()
 }
 
 /// Encodes a `+ text` continuation request, sent after a synchronising
@@ -136,7 +148,9 @@ pub fn encode_continuation(text: &str) -> Vec<u8> {
 /// only whole `Response` values. Large FETCH bodies should be written with
 /// the direct writers instead.
 pub fn encode_data(data: &Data<'_>) -> Vec<u8> {
-    ResponseCodec::new().encode(&Response::Data(data.clone())).dump()
+    ResponseCodec::new()
+        .encode(&Response::Data(data.clone()))
+        .dump()
 }
 
 fn default_text(kind: StatusKind) -> &'static str {
@@ -191,7 +205,11 @@ mod tests {
             ("Entwürfe".as_bytes(), "{9}\r\nEntwürfe"),
         ];
         for (value, expected) in cases {
-            assert_eq!(written(|out| write_astring(out, value)), *expected, "{value:?}");
+            assert_eq!(
+                written(|out| write_astring(out, value)),
+                *expected,
+                "{value:?}"
+            );
         }
     }
 
@@ -199,16 +217,28 @@ mod tests {
     fn nstring_never_atom() {
         assert_eq!(written(|out| write_nstring(out, None)), "NIL");
         assert_eq!(written(|out| write_nstring(out, Some(b"NIL"))), "\"NIL\"");
-        assert_eq!(written(|out| write_nstring(out, Some(b"a\nb"))), "{3}\r\na\nb");
+        assert_eq!(
+            written(|out| write_nstring(out, Some(b"a\nb"))),
+            "{3}\r\na\nb"
+        );
     }
 
     #[test]
     fn quoted_rejects_eight_bit() {
         let mut out = Vec::new();
         let result = write_quoted(&mut out, "é".as_bytes());
-        assert_eq!(result, Err(EncodeError::Unquotable { offset: 0, byte: 0xc3 }));
+        assert_eq!(
+            result,
+            Err(EncodeError::Unquotable {
+                offset: 0,
+                byte: 0xc3
+            })
+        );
         assert!(out.is_empty());
-        assert_eq!(write_quoted(&mut out, b"\0"), Err(EncodeError::Unquotable { offset: 0, byte: 0 }));
+        assert_eq!(
+            write_quoted(&mut out, b"\0"),
+            Err(EncodeError::Unquotable { offset: 0, byte: 0 })
+        );
     }
 
     #[test]
@@ -216,7 +246,10 @@ mod tests {
         assert_eq!(written(|out| write_literal_header(out, 0)), "{0}\r\n");
         assert_eq!(written(|out| write_literal_header(out, 4096)), "{4096}\r\n");
         assert_eq!(written(|out| write_flag(out, "\\Seen").unwrap()), "\\Seen");
-        assert_eq!(written(|out| write_flag(out, "$Forwarded").unwrap()), "$Forwarded");
+        assert_eq!(
+            written(|out| write_flag(out, "$Forwarded").unwrap()),
+            "$Forwarded"
+        );
 
         let mut out = Vec::new();
         assert!(write_flag(&mut out, "two words").is_err());
@@ -229,14 +262,38 @@ mod tests {
         let tag = Tag::try_from("a1").unwrap();
         let uid_next = Code::UidNext(NonZeroU32::new(4).unwrap());
         let cases: Vec<(Vec<u8>, &str)> = vec![
-            (encode_status(Some(&tag), StatusKind::Ok, None, "LOGIN completed"), "a1 OK LOGIN completed\r\n"),
-            (encode_status(None, StatusKind::Ok, Some(uid_next), "Predicted next UID"), "* OK [UIDNEXT 4] Predicted next UID\r\n"),
-            (encode_status(Some(&tag), StatusKind::Bad, Some(Code::TooBig), "Too big"), "a1 BAD [TOOBIG] Too big\r\n"),
-            (encode_status(Some(&tag), StatusKind::No, None, ""), "a1 NO Failed\r\n"),
-            (encode_status(Some(&tag), StatusKind::No, None, "bad\r\nline é"), "a1 NO bad??line ?\r\n"),
-            (encode_status(Some(&tag), StatusKind::No, None, "[x] y"), "a1 NO (x] y\r\n"),
-            (encode_bye(None, "Server shutting down"), "* BYE Server shutting down\r\n"),
-            (encode_continuation("Ready for literal"), "+ Ready for literal\r\n"),
+            (
+                encode_status(Some(&tag), StatusKind::Ok, None, "LOGIN completed"),
+                "a1 OK LOGIN completed\r\n",
+            ),
+            (
+                encode_status(None, StatusKind::Ok, Some(uid_next), "Predicted next UID"),
+                "* OK [UIDNEXT 4] Predicted next UID\r\n",
+            ),
+            (
+                encode_status(Some(&tag), StatusKind::Bad, Some(Code::TooBig), "Too big"),
+                "a1 BAD [TOOBIG] Too big\r\n",
+            ),
+            (
+                encode_status(Some(&tag), StatusKind::No, None, ""),
+                "a1 NO Failed\r\n",
+            ),
+            (
+                encode_status(Some(&tag), StatusKind::No, None, "bad\r\nline é"),
+                "a1 NO bad??line ?\r\n",
+            ),
+            (
+                encode_status(Some(&tag), StatusKind::No, None, "[x] y"),
+                "a1 NO (x] y\r\n",
+            ),
+            (
+                encode_bye(None, "Server shutting down"),
+                "* BYE Server shutting down\r\n",
+            ),
+            (
+                encode_continuation("Ready for literal"),
+                "+ Ready for literal\r\n",
+            ),
         ];
         for (bytes, expected) in cases {
             assert_eq!(String::from_utf8_lossy(&bytes), expected);
@@ -248,7 +305,13 @@ mod tests {
         let cases: Vec<(Data<'static>, &str)> = vec![
             (Data::Exists(3), "* 3 EXISTS\r\n"),
             (Data::expunge(2).unwrap(), "* 2 EXPUNGE\r\n"),
-            (Data::Search(vec![NonZeroU32::new(2).unwrap(), NonZeroU32::new(5).unwrap()]), "* SEARCH 2 5\r\n"),
+            (
+                Data::Search(vec![
+                    NonZeroU32::new(2).unwrap(),
+                    NonZeroU32::new(5).unwrap(),
+                ]),
+                "* SEARCH 2 5\r\n",
+            ),
         ];
         for (data, expected) in cases {
             assert_eq!(String::from_utf8_lossy(&encode_data(&data)), expected);

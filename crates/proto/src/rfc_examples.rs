@@ -33,7 +33,11 @@ fn decode(input: &[u8]) -> Command<'static> {
             other => panic!("{:?} gave {other:?}", String::from_utf8_lossy(input)),
         }
     }
-    assert!(reader.is_idle(), "{:?} left bytes unread", String::from_utf8_lossy(input));
+    assert!(
+        reader.is_idle(),
+        "{:?} left bytes unread",
+        String::from_utf8_lossy(input)
+    );
     assert_eq!(commands.len(), 1, "{:?}", String::from_utf8_lossy(input));
     commands.remove(0)
 }
@@ -90,7 +94,12 @@ fn rfc_examples_decode() {
     ];
     for (input, name) in cases {
         let command = decode(input);
-        assert_eq!(command.name(), *name, "{:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            command.name(),
+            *name,
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
     }
 }
 
@@ -110,27 +119,53 @@ fn rfc_example_search_charset() {
     let CommandBody::Search { charset, uid, .. } = command.body else {
         panic!("not SEARCH: {command:?}");
     };
-    assert_eq!(charset.map(|charset| charset.as_ref().to_owned()), Some("UTF-8".to_owned()));
+    assert_eq!(
+        charset.map(|charset| charset.as_ref().to_owned()),
+        Some("UTF-8".to_owned())
+    );
     assert!(!uid);
 }
 
 #[test]
 fn rfc_example_fetch_partial_and_peek() {
     let command = decode(b"A005 UID FETCH 1 (BODY.PEEK[1.2.TEXT]<0.2048> BODY[])\r\n");
-    let CommandBody::Fetch { macro_or_item_names, uid, .. } = command.body else {
+    let CommandBody::Fetch {
+        macro_or_item_names,
+        uid,
+        ..
+    } = command.body
+    else {
         panic!("not FETCH: {command:?}");
     };
     assert!(uid);
     let MacroOrMessageDataItemNames::MessageDataItemNames(items) = macro_or_item_names else {
         panic!("FETCH items are a macro");
     };
-    let MessageDataItemName::BodyExt { section, partial, peek } = &items[0] else {
+    let MessageDataItemName::BodyExt {
+        section,
+        partial,
+        peek,
+    } = &items[0]
+    else {
         panic!("first item is not BODY.PEEK: {items:?}");
     };
     assert!(peek);
-    assert_eq!(partial.map(|(offset, length)| (offset, length.get())), Some((0, 2048)));
-    assert!(matches!(section, Some(Section::Text(Some(_)))), "{section:?}");
-    assert!(matches!(&items[1], MessageDataItemName::BodyExt { peek: false, section: None, partial: None }));
+    assert_eq!(
+        partial.map(|(offset, length)| (offset, length.get())),
+        Some((0, 2048))
+    );
+    assert!(
+        matches!(section, Some(Section::Text(Some(_)))),
+        "{section:?}"
+    );
+    assert!(matches!(
+        &items[1],
+        MessageDataItemName::BodyExt {
+            peek: false,
+            section: None,
+            partial: None
+        }
+    ));
 }
 
 #[test]
@@ -144,7 +179,13 @@ fn rfc_example_append_with_flags_and_date() {
     input.extend_from_slice(message);
     input.extend_from_slice(b"\r\n");
     let command = decode(&input);
-    let CommandBody::Append { flags, date, message: literal, .. } = command.body else {
+    let CommandBody::Append {
+        flags,
+        date,
+        message: literal,
+        ..
+    } = command.body
+    else {
         panic!("not APPEND: {command:?}");
     };
     assert_eq!(flags, vec![Flag::Seen]);
@@ -157,7 +198,11 @@ fn rfc_example_authenticate_initial_response() {
     // RFC 4959 (SASL-IR): PLAIN with the response on the command line, and
     // `=` for an empty initial response.
     let command = decode(b"a01 AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n");
-    let CommandBody::Authenticate { mechanism, initial_response } = command.body else {
+    let CommandBody::Authenticate {
+        mechanism,
+        initial_response,
+    } = command.body
+    else {
         panic!("not AUTHENTICATE: {command:?}");
     };
     assert_eq!(mechanism, AuthMechanism::Plain);
@@ -165,10 +210,16 @@ fn rfc_example_authenticate_initial_response() {
     assert_eq!(response.declassify().as_ref(), b"\0alice\0secret");
 
     let command = decode(b"a02 AUTHENTICATE PLAIN =\r\n");
-    let CommandBody::Authenticate { initial_response, .. } = command.body else {
+    let CommandBody::Authenticate {
+        initial_response, ..
+    } = command.body
+    else {
         panic!("not AUTHENTICATE: {command:?}");
     };
-    assert_eq!(initial_response.map(|response| response.declassify().len()), Some(0));
+    assert_eq!(
+        initial_response.map(|response| response.declassify().len()),
+        Some(0)
+    );
 }
 
 #[test]
@@ -233,8 +284,14 @@ fn rfc_invalid_forms_rejected() {
     // selection options belong to LIST-EXTENDED (RFC 5258), which Roost does
     // not advertise.
     let cases: &[(&[u8], &str)] = &[
-        (b"a SEARCH KEYWORD \\Seen\r\n", "Invalid arguments to SEARCH"),
-        (b"a LIST (SUBSCRIBED) \"\" *\r\n", "Invalid arguments to LIST"),
+        (
+            b"a SEARCH KEYWORD \\Seen\r\n",
+            "Invalid arguments to SEARCH",
+        ),
+        (
+            b"a LIST (SUBSCRIBED) \"\" *\r\n",
+            "Invalid arguments to LIST",
+        ),
     ];
     for (input, text) in cases {
         let mut reader = CommandReader::new();
@@ -251,7 +308,10 @@ fn rfc_invalid_forms_rejected() {
 fn rfc_idle_done_case_insensitive() {
     let mut reader = CommandReader::new();
     reader.feed(b"done\r\n");
-    assert_eq!(reader.next(ReadMode::IdleDone, &limits()), Some(ReadEvent::IdleDone));
+    assert_eq!(
+        reader.next(ReadMode::IdleDone, &limits()),
+        Some(ReadEvent::IdleDone)
+    );
 }
 
 /// Returns `a SEARCH` with `depth` nested OR keys: `OR SEEN OR SEEN ... ALL`.

@@ -23,7 +23,9 @@ pub struct ResolvedSet {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SequenceError {
     /// A message sequence number is greater than the number of messages.
-    #[error("message sequence number {number} is invalid: the mailbox has {message_count} messages")]
+    #[error(
+        "message sequence number {number} is invalid: the mailbox has {message_count} messages"
+    )]
     OutOfRange { number: u32, message_count: u32 },
     /// `*` was used while the mailbox has no messages.
     #[error("message sequence number * is invalid: the mailbox is empty")]
@@ -35,7 +37,10 @@ pub enum SequenceError {
 ///
 /// A number greater than `message_count`, or `*` in an empty mailbox, is an
 /// error, for which RFC 3501 section 6.4.8 asks the server to answer BAD.
-pub fn resolve_sequence_numbers(set: &SequenceSet, message_count: u32) -> Result<ResolvedSet, SequenceError> {
+pub fn resolve_sequence_numbers(
+    set: &SequenceSet,
+    message_count: u32,
+) -> Result<ResolvedSet, SequenceError> {
     let mut ranges = Vec::with_capacity(set.0.as_ref().len());
     for sequence in set.0.as_ref() {
         let (first, last) = endpoints(sequence);
@@ -109,7 +114,9 @@ impl ResolvedSet {
     /// Returns whether the set contains `number`, in O(log ranges).
     pub fn contains(&self, number: u32) -> bool {
         let index = self.ranges.partition_point(|range| *range.end() < number);
-        self.ranges.get(index).is_some_and(|range| range.contains(&number))
+        self.ranges
+            .get(index)
+            .is_some_and(|range| range.contains(&number))
     }
 
     /// Iterates over every number in ascending order.
@@ -124,7 +131,10 @@ impl ResolvedSet {
     /// Iterates, in ascending order, over the indices in `sorted_uids` whose
     /// UID is in the set. A message's sequence number is its index plus one.
     /// The work is O(ranges × log messages + matches).
-    pub fn matching_indices<'a>(&'a self, sorted_uids: &'a [u32]) -> impl Iterator<Item = usize> + 'a {
+    pub fn matching_indices<'a>(
+        &'a self,
+        sorted_uids: &'a [u32],
+    ) -> impl Iterator<Item = usize> + 'a {
         debug_assert!(sorted_uids.windows(2).all(|pair| pair[0] < pair[1]));
         self.ranges.iter().flat_map(move |range| {
             let start = sorted_uids.partition_point(|uid| uid < range.start());
@@ -210,8 +220,16 @@ mod tests {
         ];
         for (text, message_count, expected) in cases {
             let resolved = resolve_sequence_numbers(&set(text), *message_count).unwrap();
-            assert_eq!(resolved.iter().collect::<Vec<_>>(), *expected, "{text:?} of {message_count}");
-            assert_eq!(resolved.count(), expected.len() as u64, "{text:?} of {message_count}");
+            assert_eq!(
+                resolved.iter().collect::<Vec<_>>(),
+                *expected,
+                "{text:?} of {message_count}"
+            );
+            assert_eq!(
+                resolved.count(),
+                expected.len() as u64,
+                "{text:?} of {message_count}"
+            );
         }
     }
 
@@ -219,14 +237,29 @@ mod tests {
     fn sequence_numbers_past_count() {
         assert_eq!(
             resolve_sequence_numbers(&set("1:4294967295"), 3),
-            Err(SequenceError::OutOfRange { number: 4294967295, message_count: 3 })
+            Err(SequenceError::OutOfRange {
+                number: 4294967295,
+                message_count: 3
+            })
         );
         assert_eq!(
             resolve_sequence_numbers(&set("4"), 3),
-            Err(SequenceError::OutOfRange { number: 4, message_count: 3 })
+            Err(SequenceError::OutOfRange {
+                number: 4,
+                message_count: 3
+            })
         );
-        assert_eq!(resolve_sequence_numbers(&set("*"), 0), Err(SequenceError::EmptyMailbox));
-        assert_eq!(resolve_sequence_numbers(&set("1:*"), 0), Err(SequenceError::OutOfRange { number: 1, message_count: 0 }));
+        assert_eq!(
+            resolve_sequence_numbers(&set("*"), 0),
+            Err(SequenceError::EmptyMailbox)
+        );
+        assert_eq!(
+            resolve_sequence_numbers(&set("1:*"), 0),
+            Err(SequenceError::OutOfRange {
+                number: 1,
+                message_count: 0
+            })
+        );
     }
 
     #[test]
@@ -242,7 +275,11 @@ mod tests {
         ];
         for (text, uid_max, expected) in cases {
             let resolved = resolve_uids(&set(text), *uid_max);
-            assert_eq!(resolved.ranges(), *expected, "{text:?} with largest UID {uid_max}");
+            assert_eq!(
+                resolved.ranges(),
+                *expected,
+                "{text:?} with largest UID {uid_max}"
+            );
         }
     }
 
@@ -250,7 +287,10 @@ mod tests {
     fn uids_match_sparse_mailbox() {
         let uids = [3, 7, 100, 4_000_000_000];
         let resolved = resolve_uids(&set("1:*"), 4_000_000_000);
-        assert_eq!(resolved.matching_indices(&uids).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        assert_eq!(
+            resolved.matching_indices(&uids).collect::<Vec<_>>(),
+            [0, 1, 2, 3]
+        );
 
         let resolved = resolve_uids(&set("4:99,4000000000"), 4_000_000_000);
         assert_eq!(resolved.matching_indices(&uids).collect::<Vec<_>>(), [1, 3]);
@@ -262,7 +302,9 @@ mod tests {
     #[test]
     fn resolved_set_contains() {
         let resolved = resolve_uids(&set("2:4,8"), 10);
-        let members: Vec<u32> = (0..=11).filter(|&number| resolved.contains(number)).collect();
+        let members: Vec<u32> = (0..=11)
+            .filter(|&number| resolved.contains(number))
+            .collect();
         assert_eq!(members, [2, 3, 4, 8]);
     }
 

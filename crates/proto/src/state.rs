@@ -90,7 +90,9 @@ pub fn check_allowed(state: SessionState, command: &CommandBody<'_>) -> Result<(
         (Allowed::NotAuthenticated, SessionState::NotAuthenticated) => return Ok(()),
         (Allowed::NotAuthenticated, _) => "Command is not valid after authentication",
 
-        (_, SessionState::NotAuthenticated) => "Command is not valid before authentication: log in first",
+        (_, SessionState::NotAuthenticated) => {
+            "Command is not valid before authentication: log in first"
+        }
 
         (Allowed::AuthenticatedOnly, SessionState::Authenticated) => return Ok(()),
         (Allowed::AuthenticatedOnly, _) => "Command is not valid while a mailbox is selected",
@@ -98,16 +100,22 @@ pub fn check_allowed(state: SessionState, command: &CommandBody<'_>) -> Result<(
         (Allowed::Authenticated, _) => return Ok(()),
 
         (Allowed::Selected, SessionState::Selected { .. }) => return Ok(()),
-        (Allowed::Selected, _) => "Command requires a selected mailbox: use SELECT or EXAMINE first",
+        (Allowed::Selected, _) => {
+            "Command requires a selected mailbox: use SELECT or EXAMINE first"
+        }
     };
-    Err(Rejection { kind: StatusKind::Bad, text })
+    Err(Rejection {
+        kind: StatusKind::Bad,
+        text,
+    })
 }
 
 fn allowed_states(command: &CommandBody<'_>) -> Allowed {
     match command {
-        CommandBody::Capability | CommandBody::Noop | CommandBody::Logout | CommandBody::Id { .. } => {
-            Allowed::AnyState
-        }
+        CommandBody::Capability
+        | CommandBody::Noop
+        | CommandBody::Logout
+        | CommandBody::Id { .. } => Allowed::AnyState,
 
         CommandBody::StartTLS | CommandBody::Authenticate { .. } | CommandBody::Login { .. } => {
             Allowed::NotAuthenticated
@@ -217,26 +225,60 @@ mod tests {
             let command = decode(line);
             for (state, allowed) in states.iter().zip(expected) {
                 let result = check_allowed(*state, &command.body);
-                assert_eq!(result.is_ok(), *allowed, "{line:?} in {state:?}: {result:?}");
+                assert_eq!(
+                    result.is_ok(),
+                    *allowed,
+                    "{line:?} in {state:?}: {result:?}"
+                );
             }
-            assert!(check_allowed(LOGOUT, &command.body).is_err(), "{line:?} after LOGOUT");
+            assert!(
+                check_allowed(LOGOUT, &command.body).is_err(),
+                "{line:?} after LOGOUT"
+            );
         }
     }
 
     #[test]
     fn state_rejection_texts() {
         let cases: &[(SessionState, &str, &str)] = &[
-            (NOT_AUTHENTICATED, "a SELECT INBOX\r\n", "Command is not valid before authentication: log in first"),
-            (AUTHENTICATED, "a LOGIN a b\r\n", "Command is not valid after authentication"),
-            (AUTHENTICATED, "a FETCH 1 FLAGS\r\n", "Command requires a selected mailbox: use SELECT or EXAMINE first"),
-            (SELECTED, "a ENABLE UTF8=ACCEPT\r\n", "Command is not valid while a mailbox is selected"),
-            (SELECTED, "a SORT (DATE) UTF-8 ALL\r\n", "Command is not supported"),
+            (
+                NOT_AUTHENTICATED,
+                "a SELECT INBOX\r\n",
+                "Command is not valid before authentication: log in first",
+            ),
+            (
+                AUTHENTICATED,
+                "a LOGIN a b\r\n",
+                "Command is not valid after authentication",
+            ),
+            (
+                AUTHENTICATED,
+                "a FETCH 1 FLAGS\r\n",
+                "Command requires a selected mailbox: use SELECT or EXAMINE first",
+            ),
+            (
+                SELECTED,
+                "a ENABLE UTF8=ACCEPT\r\n",
+                "Command is not valid while a mailbox is selected",
+            ),
+            (
+                SELECTED,
+                "a SORT (DATE) UTF-8 ALL\r\n",
+                "Command is not supported",
+            ),
             (LOGOUT, "a NOOP\r\n", "Command is not valid after LOGOUT"),
         ];
         for (state, line, text) in cases {
             let command = decode(line);
-            let expected = Rejection { kind: StatusKind::Bad, text };
-            assert_eq!(check_allowed(*state, &command.body), Err(expected), "{line:?} in {state:?}");
+            let expected = Rejection {
+                kind: StatusKind::Bad,
+                text,
+            };
+            assert_eq!(
+                check_allowed(*state, &command.body),
+                Err(expected),
+                "{line:?} in {state:?}"
+            );
         }
     }
 }

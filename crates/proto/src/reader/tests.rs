@@ -30,21 +30,38 @@ fn read_chunks(chunks: &[&[u8]], mode: ReadMode, limits: &ReaderLimits) -> Vec<R
 /// offset, and one byte at a time.
 fn check(input: &[u8], mode: ReadMode, limits: &ReaderLimits, expected: &[ReadEvent]) {
     let whole = read_chunks(&[input], mode, limits);
-    assert_eq!(whole, expected, "fed whole: {:?}", String::from_utf8_lossy(input));
+    assert_eq!(
+        whole,
+        expected,
+        "fed whole: {:?}",
+        String::from_utf8_lossy(input)
+    );
 
     for split in 0..=input.len() {
         let (first, second) = input.split_at(split);
         let events = read_chunks(&[first, second], mode, limits);
-        assert_eq!(events, expected, "split at {split}: {:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            events,
+            expected,
+            "split at {split}: {:?}",
+            String::from_utf8_lossy(input)
+        );
     }
 
     let bytes: Vec<&[u8]> = input.chunks(1).collect();
     let events = read_chunks(&bytes, mode, limits);
-    assert_eq!(events, expected, "fed bytewise: {:?}", String::from_utf8_lossy(input));
+    assert_eq!(
+        events,
+        expected,
+        "fed bytewise: {:?}",
+        String::from_utf8_lossy(input)
+    );
 }
 
 fn command(bytes: &[u8]) -> ReadEvent {
-    let (remainder, command) = CommandCodec::new().decode(bytes).expect("test command is valid");
+    let (remainder, command) = CommandCodec::new()
+        .decode(bytes)
+        .expect("test command is valid");
     assert!(remainder.is_empty());
     ReadEvent::Command(command.into_static())
 }
@@ -84,7 +101,12 @@ fn reader_new_allocates_nothing() {
 #[test]
 fn reader_single_and_pipelined_commands() {
     let limits = limits();
-    check(b"a1 NOOP\r\n", ReadMode::Command, &limits, &[command(b"a1 NOOP\r\n")]);
+    check(
+        b"a1 NOOP\r\n",
+        ReadMode::Command,
+        &limits,
+        &[command(b"a1 NOOP\r\n")],
+    );
     check(
         b"a1 NOOP\r\na2 CAPABILITY\r\na3 LOGOUT\r\n",
         ReadMode::Command,
@@ -137,7 +159,12 @@ fn reader_literal_containing_command_bytes() {
 #[test]
 fn reader_synchronising_literal_at_limit() {
     let input = b"a1 LOGIN alice {16}\r\n0123456789abcdef\r\n";
-    check(input, ReadMode::Command, &limits(), &[continuation(16), command(input)]);
+    check(
+        input,
+        ReadMode::Command,
+        &limits(),
+        &[continuation(16), command(input)],
+    );
 }
 
 #[test]
@@ -150,7 +177,12 @@ fn reader_synchronising_literal_past_limit() {
         ReadMode::Command,
         &limits(),
         &[
-            rejected(Some("a1"), Some(Code::TooBig), "Literal is larger than 16 bytes", false),
+            rejected(
+                Some("a1"),
+                Some(Code::TooBig),
+                "Literal is larger than 16 bytes",
+                false,
+            ),
             command(b"a2 NOOP\r\n"),
         ],
     );
@@ -173,7 +205,12 @@ fn reader_non_synchronising_literal_past_limit() {
         ReadMode::Command,
         &limits(),
         &[
-            rejected(Some("a1"), Some(Code::TooBig), "Literal is larger than 16 bytes", false),
+            rejected(
+                Some("a1"),
+                Some(Code::TooBig),
+                "Literal is larger than 16 bytes",
+                false,
+            ),
             command(b"a2 NOOP\r\n"),
         ],
     );
@@ -191,7 +228,12 @@ fn reader_non_synchronising_literal_skip_limit() {
         ReadMode::Command,
         &limits(),
         &[
-            rejected(Some("a1"), Some(Code::TooBig), "Literal is larger than 16 bytes", false),
+            rejected(
+                Some("a1"),
+                Some(Code::TooBig),
+                "Literal is larger than 16 bytes",
+                false,
+            ),
             command(b"a2 NOOP\r\n"),
         ],
     );
@@ -217,7 +259,12 @@ fn reader_literal_length_overflowing_u32() {
         ReadMode::Command,
         &limits(),
         &[
-            rejected(Some("a1"), Some(Code::TooBig), "Literal is larger than 16 bytes", false),
+            rejected(
+                Some("a1"),
+                Some(Code::TooBig),
+                "Literal is larger than 16 bytes",
+                false,
+            ),
             command(b"a2 NOOP\r\n"),
         ],
     );
@@ -249,7 +296,12 @@ fn reader_line_past_limit_closes() {
         &input,
         ReadMode::Command,
         &limits(),
-        &[rejected(Some("a1"), Some(Code::TooBig), "Line is longer than 64 bytes", true)],
+        &[rejected(
+            Some("a1"),
+            Some(Code::TooBig),
+            "Line is longer than 64 bytes",
+            true,
+        )],
     );
 }
 
@@ -257,7 +309,15 @@ fn reader_line_past_limit_closes() {
 fn reader_line_past_limit_without_line_feed() {
     // The rejection comes once 64 bytes are buffered, before any line end.
     let events = read_chunks(&[&[b'x'; 64]], ReadMode::Command, &limits());
-    assert_eq!(events, [rejected(None, Some(Code::TooBig), "Line is longer than 64 bytes", true)]);
+    assert_eq!(
+        events,
+        [rejected(
+            None,
+            Some(Code::TooBig),
+            "Line is longer than 64 bytes",
+            true
+        )]
+    );
 
     let events = read_chunks(&[&[b'x'; 63]], ReadMode::Command, &limits());
     assert!(events.is_empty());
@@ -274,7 +334,12 @@ fn reader_command_at_limit() {
     input.extend_from_slice(b"pw\r\n");
     let mut limits = limits();
     limits.command_bytes_max = input.len();
-    check(&input, ReadMode::Command, &limits, &[continuation(2), command(&input)]);
+    check(
+        &input,
+        ReadMode::Command,
+        &limits,
+        &[continuation(2), command(&input)],
+    );
 
     limits.command_bytes_max = input.len() - 1;
     check(
@@ -283,7 +348,12 @@ fn reader_command_at_limit() {
         &limits,
         &[
             continuation(2),
-            rejected(Some("a1"), Some(Code::TooBig), "Command is larger than 67 bytes", false),
+            rejected(
+                Some("a1"),
+                Some(Code::TooBig),
+                "Command is larger than 67 bytes",
+                false,
+            ),
         ],
     );
 }
@@ -297,7 +367,12 @@ fn reader_command_literal_past_command_limit() {
         b"a1 LOGIN {16}\r\n",
         ReadMode::Command,
         &limits,
-        &[rejected(Some("a1"), Some(Code::TooBig), "Command is larger than 30 bytes", false)],
+        &[rejected(
+            Some("a1"),
+            Some(Code::TooBig),
+            "Command is larger than 30 bytes",
+            false,
+        )],
     );
 }
 
@@ -306,7 +381,12 @@ fn reader_append_message_at_limit() {
     let mut input = b"a1 APPEND INBOX (\\Seen) {100}\r\n".to_vec();
     input.extend(std::iter::repeat_n(b'm', 100));
     input.extend_from_slice(b"\r\n");
-    check(&input, ReadMode::Command, &limits(), &[continuation(100), command(&input)]);
+    check(
+        &input,
+        ReadMode::Command,
+        &limits(),
+        &[continuation(100), command(&input)],
+    );
 }
 
 #[test]
@@ -316,7 +396,12 @@ fn reader_append_message_past_limit() {
         ReadMode::Command,
         &limits(),
         &[
-            rejected(Some("a1"), Some(Code::TooBig), "Literal is larger than 100 bytes", false),
+            rejected(
+                Some("a1"),
+                Some(Code::TooBig),
+                "Literal is larger than 100 bytes",
+                false,
+            ),
             command(b"a2 NOOP\r\n"),
         ],
     );
@@ -340,7 +425,12 @@ fn reader_append_mailbox_literal_uses_literal_limit() {
         b"a1 APPEND {17}\r\n",
         ReadMode::Command,
         &limits(),
-        &[rejected(Some("a1"), Some(Code::TooBig), "Literal is larger than 16 bytes", false)],
+        &[rejected(
+            Some("a1"),
+            Some(Code::TooBig),
+            "Literal is larger than 16 bytes",
+            false,
+        )],
     );
 }
 
@@ -350,8 +440,16 @@ fn reader_invalid_commands() {
     let cases: &[(&[u8], Option<&str>, &str)] = &[
         (b"a1 FROB\r\n", Some("a1"), "Unknown command"),
         (b"a1 FETCH\r\n", Some("a1"), "Invalid arguments to FETCH"),
-        (b"a1 fetch 1 (BODY[\r\n", Some("a1"), "Invalid arguments to FETCH"),
-        (b"a1 UID FETCH x FLAGS\r\n", Some("a1"), "Invalid arguments to UID FETCH"),
+        (
+            b"a1 fetch 1 (BODY[\r\n",
+            Some("a1"),
+            "Invalid arguments to FETCH",
+        ),
+        (
+            b"a1 UID FETCH x FLAGS\r\n",
+            Some("a1"),
+            "Invalid arguments to UID FETCH",
+        ),
         (b"a1 UID FROB 1\r\n", Some("a1"), "Unknown command"),
         (b"a1 NOOP\n", Some("a1"), "Lines must end with CRLF"),
         (b"\r\n", None, "Missing or invalid command tag"),
@@ -372,12 +470,20 @@ fn reader_invalid_commands() {
 #[test]
 fn reader_idle_done() {
     let limits = limits();
-    check(b"DONE\r\n", ReadMode::IdleDone, &limits, &[ReadEvent::IdleDone]);
+    check(
+        b"DONE\r\n",
+        ReadMode::IdleDone,
+        &limits,
+        &[ReadEvent::IdleDone],
+    );
     check(
         b"a1 NOOP\r\nDONE\r\n",
         ReadMode::IdleDone,
         &limits,
-        &[rejected(None, None, "Expected DONE to end IDLE", false), ReadEvent::IdleDone],
+        &[
+            rejected(None, None, "Expected DONE to end IDLE", false),
+            ReadEvent::IdleDone,
+        ],
     );
 }
 
@@ -388,14 +494,26 @@ fn reader_authenticate_data() {
         b"dGVzdA==\r\n",
         ReadMode::AuthenticateData,
         &limits,
-        &[ReadEvent::AuthenticateData(AuthenticateData::r#continue(b"test".to_vec()))],
+        &[ReadEvent::AuthenticateData(AuthenticateData::r#continue(
+            b"test".to_vec(),
+        ))],
     );
-    check(b"*\r\n", ReadMode::AuthenticateData, &limits, &[ReadEvent::AuthenticateData(AuthenticateData::Cancel)]);
+    check(
+        b"*\r\n",
+        ReadMode::AuthenticateData,
+        &limits,
+        &[ReadEvent::AuthenticateData(AuthenticateData::Cancel)],
+    );
     check(
         b"!!\r\n",
         ReadMode::AuthenticateData,
         &limits,
-        &[rejected(None, None, "Invalid base64 in authentication response", false)],
+        &[rejected(
+            None,
+            None,
+            "Invalid base64 in authentication response",
+            false,
+        )],
     );
 }
 
@@ -406,9 +524,18 @@ fn reader_mode_switch_between_commands() {
     let limits = limits();
     let mut reader = CommandReader::new();
     reader.feed(b"a1 IDLE\r\nDONE\r\na2 NOOP\r\n");
-    assert_eq!(reader.next(ReadMode::Command, &limits), Some(command(b"a1 IDLE\r\n")));
-    assert_eq!(reader.next(ReadMode::IdleDone, &limits), Some(ReadEvent::IdleDone));
-    assert_eq!(reader.next(ReadMode::Command, &limits), Some(command(b"a2 NOOP\r\n")));
+    assert_eq!(
+        reader.next(ReadMode::Command, &limits),
+        Some(command(b"a1 IDLE\r\n"))
+    );
+    assert_eq!(
+        reader.next(ReadMode::IdleDone, &limits),
+        Some(ReadEvent::IdleDone)
+    );
+    assert_eq!(
+        reader.next(ReadMode::Command, &limits),
+        Some(command(b"a2 NOOP\r\n"))
+    );
     assert_eq!(reader.next(ReadMode::Command, &limits), None);
 }
 
@@ -417,7 +544,10 @@ fn reader_closed_returns_nothing_more() {
     let limits = limits();
     let mut reader = CommandReader::new();
     reader.feed(&[b'x'; 64]);
-    assert!(matches!(reader.next(ReadMode::Command, &limits), Some(ReadEvent::Rejected { close: true, .. })));
+    assert!(matches!(
+        reader.next(ReadMode::Command, &limits),
+        Some(ReadEvent::Rejected { close: true, .. })
+    ));
     reader.feed(b"\r\na1 NOOP\r\n");
     assert_eq!(reader.next(ReadMode::Command, &limits), None);
 }
@@ -427,14 +557,20 @@ fn reader_idle_and_release_buffers() {
     let limits = limits();
     let mut reader = CommandReader::new();
     reader.feed(b"a1 LOGIN {5}\r\nal");
-    assert_eq!(reader.next(ReadMode::Command, &limits), Some(continuation(5)));
+    assert_eq!(
+        reader.next(ReadMode::Command, &limits),
+        Some(continuation(5))
+    );
     assert_eq!(reader.next(ReadMode::Command, &limits), None);
     assert!(!reader.is_idle());
 
     // Releasing buffers mid-command keeps the partial command.
     reader.release_buffers();
     reader.feed(b"ice pw\r\n");
-    assert_eq!(reader.next(ReadMode::Command, &limits), Some(command(b"a1 LOGIN {5}\r\nalice pw\r\n")));
+    assert_eq!(
+        reader.next(ReadMode::Command, &limits),
+        Some(command(b"a1 LOGIN {5}\r\nalice pw\r\n"))
+    );
     assert_eq!(reader.next(ReadMode::Command, &limits), None);
     assert!(reader.is_idle());
 
@@ -457,5 +593,13 @@ fn reader_deep_search_nesting_rejected() {
     input.extend(std::iter::repeat_n(b')', depth));
     input.extend_from_slice(b"\r\n");
     let events = read_chunks(&[&input], ReadMode::Command, &limits);
-    assert_eq!(events, [rejected(Some("a1"), None, "Invalid arguments to SEARCH", false)]);
+    assert_eq!(
+        events,
+        [rejected(
+            Some("a1"),
+            None,
+            "Invalid arguments to SEARCH",
+            false
+        )]
+    );
 }

@@ -114,7 +114,8 @@ mod tests {
 
     #[test]
     fn codes_encode_exactly() {
-        let cases: &[(fn() -> Code<'static>, &str)] = &[
+        type Constructor = fn() -> Code<'static>;
+        let cases: &[(Constructor, &str)] = &[
             (too_big, "TOOBIG"),
             (over_quota, "OVERQUOTA"),
             (already_exists, "ALREADYEXISTS"),
@@ -137,7 +138,10 @@ mod tests {
         let tag = Tag::try_from("a1").unwrap();
         for (code, atom) in cases {
             let bytes = encode_status(Some(&tag), StatusKind::No, Some(code()), "Text");
-            assert_eq!(String::from_utf8_lossy(&bytes), format!("a1 NO [{atom}] Text\r\n"));
+            assert_eq!(
+                String::from_utf8_lossy(&bytes),
+                format!("a1 NO [{atom}] Text\r\n")
+            );
         }
     }
 }
