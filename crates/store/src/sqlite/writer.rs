@@ -130,6 +130,13 @@ impl Writer {
         sender.send(request).await.map_err(|_| StoreError::Closed)?;
         result.await.unwrap_or(Err(StoreError::Closed))
     }
+
+    #[cfg(test)]
+    /// Returns how many requests wait in the queue, not counting the batch
+    /// the writer is running.
+    pub fn queued(&self) -> usize {
+        self.requests.as_ref().map_or(0, |sender| sender.max_capacity() - sender.capacity())
+    }
 }
 
 impl Drop for Writer {
@@ -235,4 +242,165 @@ fn delete_unreferenced_blobs(conn: &Connection) -> Result<Vec<BlobId>> {
     let mut statement = conn.prepare_cached("DELETE FROM blobs WHERE refs = 0 RETURNING id")?;
     let ids = statement.query_map([], |row| row.get::<_, u64>(0).map(BlobId))?;
     Ok(ids.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc as std_mpsc;
+
+    use super::*;
+    use crate::sqlite::schema;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        index: std::path::PathBuf,
+        writer: Arc<Writer>,
+    }
+
+    fn start(queue_max: usize, batch_max: usize) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("index.sqlite");
+        let mut conn = schema::connect(&index, std::time::Duration::from_secs(5)).unwrap();
+        schema::migrate(&mut conn).unwrap();
+        let blobs = BlobDir::open(dir.path().join("blobs")).unwrap();
+        let writer = Writer::start(conn, blobs, Arc::new(ChangeNotifier::new()), WriterLimits { queue_max, batch_max }).unwrap();
+        Fixture { _dir: dir, index, writer: Arc::new(writer) }
+    }
+
+    /// Occupies the writer thread until the returned sender is used or
+    /// dropped.
+    async fn block(writer: &Arc<Writer>) -> (std_mpsc::Sender<()>, tokio::task::JoinHandle<Result<()>>) {
+        let (release, released) = std_mpsc::channel::<()>();
+        let (started, is_started) = oneshot::channel();
+        let writer = writer.clone();
+        let blocker = tokio::spawn(async move {
+            writer
+                .run(move |_, _| {
+                    let _ = started.send(());
+                    let _ = released.recv();
+                    Ok(())
+                })
+                .await
+        });
+        is_started.await.unwrap();
+        (release, blocker)
+    }
+
+    fn insert_marker(key: &'static str) -> impl FnOnce(&Connection, &mut Effects) -> Result<()> + Send + 'static {
+        move |conn, _| {
+            conn.execute("INSERT INTO meta (key, value) VALUES (?1, 1)", [key])?;
+            Ok(())
+        }
+    }
+
+    async fn wait_until_queued(writer: &Writer, count: usize) {
+        for _ in 0..1000 {
+            if writer.queued() == count {
+                return;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        panic!("queue never reached {count} requests; it has {}", writer.queued());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queue_full_makes_callers_wait() {
+        let fixture = start(2, 16);
+        let (release, blocker) = block(&fixture.writer).await;
+
+        let mut callers = Vec::new();
+        for key in ["first", "second", "third"] {
+            let writer = fixture.writer.clone();
+            callers.push(tokio::spawn(async move { writer.run(insert_marker(key)).await }));
+        }
+        // Two requests fill the queue; the third caller waits for room.
+        wait_until_queued(&fixture.writer, 2).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(fixture.writer.queued(), 2, "the queue must not grow past its limit");
+
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        for caller in callers {
+            caller.await.unwrap().expect("a waiting caller must get through once there is room");
+        }
+        assert_eq!(fixture.writer.queued(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_requests_share_one_transaction() {
+        let fixture = start(8, 8);
+        let (release, blocker) = block(&fixture.writer).await;
+
+        let first = {
+            let writer = fixture.writer.clone();
+            tokio::spawn(async move { writer.run(insert_marker("grouped")).await })
+        };
+        wait_until_queued(&fixture.writer, 1).await;
+        let index = fixture.index.clone();
+        let second = {
+            let writer = fixture.writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .run(move |conn, _| {
+                        // The first request's row is visible here but not
+                        // to another connection, so both run in one
+                        // uncommitted transaction.
+                        let own: i64 = conn.query_row("SELECT count(*) FROM meta WHERE key = 'grouped'", [], |row| row.get(0))?;
+                        let other = Connection::open(&index)?;
+                        let outside: i64 =
+                            other.query_row("SELECT count(*) FROM meta WHERE key = 'grouped'", [], |row| row.get(0))?;
+                        Ok((own, outside))
+                    })
+                    .await
+            })
+        };
+        wait_until_queued(&fixture.writer, 2).await;
+
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        first.await.unwrap().unwrap();
+        let (own, outside) = second.await.unwrap().unwrap();
+        assert_eq!(own, 1);
+        assert_eq!(outside, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_request_rolls_back_alone() {
+        let fixture = start(8, 8);
+        let (release, blocker) = block(&fixture.writer).await;
+
+        let failing = {
+            let writer = fixture.writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .run(|conn, _| {
+                        conn.execute("INSERT INTO meta (key, value) VALUES ('undone', 1)", [])?;
+                        Err::<(), _>(StoreError::Invalid("rejected on purpose".into()))
+                    })
+                    .await
+            })
+        };
+        wait_until_queued(&fixture.writer, 1).await;
+        let succeeding = {
+            let writer = fixture.writer.clone();
+            tokio::spawn(async move { writer.run(insert_marker("kept")).await })
+        };
+        wait_until_queued(&fixture.writer, 2).await;
+
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        assert!(matches!(failing.await.unwrap(), Err(StoreError::Invalid(_))));
+        succeeding.await.unwrap().unwrap();
+
+        let check = Connection::open(&fixture.index).unwrap();
+        let keys: Vec<String> = check
+            .prepare("SELECT key FROM meta WHERE key IN ('undone', 'kept')")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(keys, vec!["kept"]);
+    }
 }
