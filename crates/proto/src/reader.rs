@@ -258,9 +258,10 @@ impl CommandReader {
             None => {
                 // The line has reached the limit without its line feed, so
                 // the whole line cannot fit.
-                let tag = match self.command.is_empty() {
-                    true => decode_tag(unread),
-                    false => decode_tag(&self.command),
+                let tag = match (&self.pending, self.command.is_empty()) {
+                    (Some(rejection), _) => rejection.tag.clone(),
+                    (None, true) => decode_tag(unread),
+                    (None, false) => decode_tag(&self.command),
                 };
                 self.close();
                 Some(Err(Rejection {
@@ -299,27 +300,28 @@ impl CommandReader {
             self.command.clear();
             return self.discard_announced(command_too_big(tag, limits), announcement, limits);
         }
+        let line_offset = self.command.len();
         self.command.extend_from_slice(line);
 
         let Some(announcement) = announcement else {
             return Some(self.finish_command());
         };
-        self.start_literal(announcement, limits)
+        self.start_literal(announcement, line_offset, limits)
     }
 
     /// Accepts or rejects the literal announced at the end of the line just
-    /// appended to `command`.
+    /// appended to `command`, which starts at `line_offset`.
     fn start_literal(
         &mut self,
         announcement: Announcement,
+        line_offset: usize,
         limits: &ReaderLimits,
     ) -> Option<ReadEvent> {
         let literal_index = self.literal_count;
         self.literal_count += 1;
-        let line_start = self.command.len() - self.last_line_length();
         let is_append_message = is_append_message_literal(
             &self.command,
-            line_start + announcement.start,
+            line_offset + announcement.start,
             literal_index,
         );
         let literal_bytes_max = match is_append_message {
@@ -459,15 +461,6 @@ impl CommandReader {
         let taken = available.min(count as usize);
         self.input_start += taken;
         start..start + taken
-    }
-
-    /// Length of the last line in `command`, which ends at the buffer's end.
-    fn last_line_length(&self) -> usize {
-        let before_line_feed = &self.command[..self.command.len().saturating_sub(1)];
-        match before_line_feed.iter().rposition(|&byte| byte == b'\n') {
-            Some(position) => self.command.len() - position - 1,
-            None => self.command.len(),
-        }
     }
 
     fn reset_command(&mut self) {

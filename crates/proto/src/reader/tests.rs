@@ -603,3 +603,48 @@ fn reader_deep_search_nesting_rejected() {
         )]
     );
 }
+
+#[test]
+fn reader_idle_session_footprint() {
+    // A million idle sessions each hold one reader, so its inline size is
+    // part of the per-session cost.
+    assert!(
+        std::mem::size_of::<CommandReader>() <= 96,
+        "{}",
+        std::mem::size_of::<CommandReader>()
+    );
+}
+
+#[test]
+fn reader_append_mailbox_literal_with_line_feed() {
+    // A line feed inside an earlier literal must not confuse where the
+    // message literal's line starts.
+    let mut input = b"a1 APPEND {3}\r\na\nb {20}\r\n".to_vec();
+    input.extend(std::iter::repeat_n(b'm', 20));
+    input.extend_from_slice(b"\r\n");
+    check(
+        &input,
+        ReadMode::Command,
+        &limits(),
+        &[continuation(3), continuation(20), command(&input)],
+    );
+}
+
+#[test]
+fn reader_line_past_limit_in_discarded_command() {
+    // The tag of a command already being discarded is kept for the close.
+    let mut input = b"a1 LOGIN alice {17+}\r\n".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 17));
+    input.extend(std::iter::repeat_n(b'y', 64));
+    check(
+        &input,
+        ReadMode::Command,
+        &limits(),
+        &[rejected(
+            Some("a1"),
+            Some(Code::TooBig),
+            "Line is longer than 64 bytes",
+            true,
+        )],
+    );
+}
