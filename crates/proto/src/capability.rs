@@ -1,6 +1,6 @@
 //! The capability list Roost advertises, per session state, as one table.
 //!
-//! This module knows nothing about which mechanisms the authentication
+//! This module does not see which mechanisms the authentication
 //! backend supports beyond PLAIN, or whether TLS is configured: the server
 //! passes those facts in [`CapabilityOptions`].
 
@@ -31,7 +31,7 @@ enum Advertised {
     StartTls,
 }
 
-/// Every capability Roost can advertise, in the order it is listed.
+/// Returns every capability Roost can advertise, in listing order.
 fn table() -> [(Advertised, Capability<'static>); 13] {
     [
         (Advertised::Always, Capability::Imap4Rev1),

@@ -7,9 +7,9 @@
 //! accepts only the canonical form, so that each name has exactly one
 //! encoding and two spellings cannot name two different mailboxes.
 //!
-//! This module knows nothing about mailbox storage or hierarchy delimiters.
+//! This module has no notion of mailbox storage or hierarchy delimiters.
 
-/// Why a string is not valid canonical modified UTF-7. Offsets are byte
+/// Error for a string that is not valid canonical modified UTF-7. Offsets are byte
 /// offsets in the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Mutf7Error {
@@ -19,7 +19,7 @@ pub enum Mutf7Error {
     /// A `&` has no closing `-`.
     #[error("shift sequence at offset {offset} is missing its closing '-'")]
     Unterminated { offset: usize },
-    /// A shift sequence holds a character outside the base64 alphabet, or a
+    /// A shift sequence contains a character outside the base64 alphabet, or a
     /// length that is not whole UTF-16 code units.
     #[error("shift sequence at offset {offset} is not valid modified base64")]
     InvalidBase64 { offset: usize },

@@ -6,10 +6,11 @@
 //! complete command to imap-codec. Framing first means a rejected command is
 //! dropped whole: literal bytes are never scanned for commands, so a literal
 //! that contains `a LOGOUT\r\n` cannot be mistaken for one. The framing rules
-//! follow imap-codec's `Fragmentizer`; the reader does not use that type
-//! because its size limit is fixed at construction (ours change per command),
-//! it cannot report an over-long line before the line ends, and it keeps the
-//! bytes of a rejected literal up to its limit where the reader keeps none.
+//! follow imap-codec's `Fragmentizer`, but the reader does not use that
+//! type. The `Fragmentizer` fixes its size limit at construction, while ours
+//! change per command. It also cannot report an over-long line before the
+//! line ends, and it keeps the bytes of a rejected literal up to its limit,
+//! where the reader keeps none.
 //!
 //! Limit policy:
 //! - A line longer than `line_bytes_max` ends the connection (`close: true`),
@@ -28,7 +29,7 @@
 //!   same way. The message literal of APPEND is not counted there: it has its
 //!   own limit, `append_literal_bytes_max`.
 //!
-//! This module knows nothing about sockets, sessions or storage.
+//! This module has no access to sockets, sessions or storage.
 
 use std::ops::Range;
 
@@ -50,14 +51,14 @@ pub struct ReaderLimits {
     pub command_bytes_max: usize,
 }
 
-/// What the next line is expected to be, as set by the session state.
+/// Expected form of the next line, set by the session state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMode {
     /// A tagged command.
     Command,
     /// The `DONE` line that ends IDLE (RFC 2177).
     IdleDone,
-    /// A base64 line or `*` answering an AUTHENTICATE challenge.
+    /// A base64 line or `*`, sent in reply to an AUTHENTICATE challenge.
     AuthenticateData,
 }
 
@@ -108,7 +109,7 @@ pub struct CommandReader {
     literal_count: u32,
     /// Whether a line of the current command ended with a bare LF.
     bare_line_feed: bool,
-    /// What the reader does with the next bytes.
+    /// Step that the next bytes go through.
     stage: Stage,
     /// Rejection to return when the current, already failed, command ends.
     /// While set, lines and literals are dropped instead of kept.
@@ -159,7 +160,7 @@ struct Announcement {
 }
 
 impl CommandReader {
-    /// Creates a reader that holds no buffer until bytes are fed.
+    /// Creates a reader, which allocates no buffer until bytes are fed.
     pub fn new() -> Self {
         Self::default()
     }
@@ -191,7 +192,7 @@ impl CommandReader {
             && self.pending.is_none()
     }
 
-    /// Frees buffer capacity so a waiting session holds no heap memory.
+    /// Frees buffer capacity so a waiting session keeps no heap memory.
     /// When a partial command is buffered, only the unused capacity is freed.
     pub fn release_buffers(&mut self) {
         if self.is_idle() {
@@ -210,9 +211,9 @@ impl CommandReader {
             match self.stage {
                 Stage::Closed => return None,
                 Stage::Literal { remaining } => {
-                    let taken = self.take_input(remaining);
-                    self.command.extend_from_slice(&self.input[taken.clone()]);
-                    let remaining = remaining - taken.len() as u32;
+                    let literal_bytes = self.take_input(remaining);
+                    let remaining = remaining - literal_bytes.len() as u32;
+                    self.command.extend_from_slice(&self.input[literal_bytes]);
                     if remaining > 0 {
                         self.stage = Stage::Literal { remaining };
                         return None;
@@ -458,9 +459,9 @@ impl CommandReader {
     fn take_input(&mut self, count: u32) -> Range<usize> {
         let start = self.input_start;
         let available = self.input.len() - start;
-        let taken = available.min(count as usize);
-        self.input_start += taken;
-        start..start + taken
+        let taken_count = available.min(count as usize);
+        self.input_start += taken_count;
+        start..start + taken_count
     }
 
     fn reset_command(&mut self) {
@@ -564,7 +565,8 @@ fn decode_tag(bytes: &[u8]) -> Option<Tag<'static>> {
 
 /// Returns the command name after the tag, upper-cased, with `UID ` kept
 /// in front of the name it modifies. Returns `None` for a name that is not
-/// a command this reader knows, so the name sent back is never client text.
+/// a command this reader recognizes, so the name sent back is never client
+/// text.
 fn command_name(bytes: &[u8]) -> Option<&'static str> {
     let mut words = bytes
         .split(|&byte| byte == b' ' || byte == b'\r' || byte == b'\n')
@@ -642,7 +644,7 @@ fn describe_invalid_command(bytes: &[u8], bare_line_feed: bool) -> String {
 
 /// Returns whether the literal starting at `announcement_offset` of the
 /// command is APPEND's message. APPEND's mailbox may itself be a literal,
-/// and then it is the first one and stands right after `APPEND `.
+/// and then it is the first one and comes right after `APPEND `.
 fn is_append_message_literal(
     command: &[u8],
     announcement_offset: usize,

@@ -6,7 +6,7 @@
 //! without building an imap-types value for it first. Each writer picks the
 //! simplest wire form that is valid for its input.
 //!
-//! This module knows nothing about sessions, sockets or storage.
+//! This module has no access to sessions, sockets or storage.
 
 use imap_codec::{ResponseCodec, encode::Encoder};
 use imap_types::{

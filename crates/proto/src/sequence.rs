@@ -5,7 +5,7 @@
 //! on the number of ranges the client sent and not on their width: a set of
 //! `1:4294967295` against three messages is one range, clamped to `1:3`.
 //!
-//! This module knows nothing about storage. The server passes the message
+//! This module has no access to storage. The server passes the message
 //! count or the largest UID, and for UIDs the mailbox's sorted UID list.
 
 use std::ops::RangeInclusive;
@@ -36,7 +36,8 @@ pub enum SequenceError {
 /// messages, where `*` is the last message.
 ///
 /// A number greater than `message_count`, or `*` in an empty mailbox, is an
-/// error, for which RFC 3501 section 6.4.8 asks the server to answer BAD.
+/// error. The seq-number rule in RFC 3501's formal syntax states that the server
+/// should respond to it with BAD.
 pub fn resolve_sequence_numbers(
     set: &SequenceSet,
     message_count: u32,
@@ -56,7 +57,8 @@ pub fn resolve_sequence_numbers(
 ///
 /// UIDs above `uid_max` name no message and are left out, which is not an
 /// error. A range may be given in either order, and `n:*` always includes
-/// the largest UID, even when `n` is greater (RFC 3501 section 6.4.8).
+/// the largest UID, even when `n` is greater (seq-range in RFC 3501's
+/// formal syntax).
 pub fn resolve_uids(set: &SequenceSet, uid_max: u32) -> ResolvedSet {
     if uid_max == 0 {
         return ResolvedSet::default();
@@ -93,7 +95,7 @@ impl ResolvedSet {
         Self { ranges: merged }
     }
 
-    /// The merged ranges, in ascending order.
+    /// Returns the merged ranges, in ascending order.
     pub fn ranges(&self) -> &[RangeInclusive<u32>] {
         &self.ranges
     }

@@ -31,7 +31,7 @@
 //!
 //! This module only decides whether a command is allowed. It does not
 //! change state, and it does not know whether a mailbox permits writing:
-//! answering NO to STORE on a mailbox opened with EXAMINE is up to the
+//! sending NO for STORE on a mailbox opened with EXAMINE is up to the
 //! command's handler.
 
 use imap_types::{command::CommandBody, response::StatusKind};
@@ -52,7 +52,7 @@ pub enum SessionState {
     Logout,
 }
 
-/// Why a command is not allowed now; the server sends it as `tag BAD text`.
+/// Rejection of a command in the current state, sent as `tag BAD text`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rejection {
     /// Status of the tagged response; always BAD for a state violation.

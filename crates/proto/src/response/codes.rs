@@ -10,97 +10,104 @@ fn other(atom: &'static str) -> Code<'static> {
     Code::Other(CodeOther::unvalidated(atom.as_bytes()))
 }
 
-/// A message of the given size cannot be accepted: a literal or an APPEND
-/// over a limit (RFC 7889).
+/// Returns TOOBIG, for a literal or an APPEND over a size limit (RFC 7889).
 pub fn too_big() -> Code<'static> {
     Code::TooBig
 }
 
-/// The operation would put the mailbox over its quota.
+/// Returns OVERQUOTA, for an operation that would put the mailbox over its
+/// quota.
 pub fn over_quota() -> Code<'static> {
     Code::OverQuota
 }
 
-/// The mailbox to create or rename to exists already.
+/// Returns ALREADYEXISTS, for a CREATE or RENAME target that exists already.
 pub fn already_exists() -> Code<'static> {
     other("ALREADYEXISTS")
 }
 
-/// The named mailbox does not exist.
+/// Returns NONEXISTENT, for a mailbox name that does not exist.
 pub fn nonexistent() -> Code<'static> {
     other("NONEXISTENT")
 }
 
-/// The user name or password is wrong.
+/// Returns AUTHENTICATIONFAILED, for a wrong user name or password.
 pub fn authentication_failed() -> Code<'static> {
     other("AUTHENTICATIONFAILED")
 }
 
-/// Authentication succeeded, but the user may not act as the requested
-/// authorization identity.
+/// Returns AUTHORIZATIONFAILED, for a user who authenticated but may not
+/// act as the requested authorization identity.
 pub fn authorization_failed() -> Code<'static> {
     other("AUTHORIZATIONFAILED")
 }
 
-/// The operation needs an encrypted connection.
+/// Returns PRIVACYREQUIRED, for an operation that needs an encrypted
+/// connection.
 pub fn privacy_required() -> Code<'static> {
     other("PRIVACYREQUIRED")
 }
 
-/// The operation cannot be done, and retrying will not help.
+/// Returns CANNOT, for an operation that cannot be done, where retrying
+/// will not help.
 pub fn cannot() -> Code<'static> {
     other("CANNOT")
 }
 
-/// A server limit, such as a mailbox count, was reached.
+/// Returns LIMIT, for a server limit, such as a mailbox count, that was
+/// reached.
 pub fn limit() -> Code<'static> {
     other("LIMIT")
 }
 
-/// The server failed in a way it did not expect; the log holds the details.
+/// Returns SERVERBUG, for an unexpected server failure whose details are in
+/// the log.
 pub fn server_bug() -> Code<'static> {
     other("SERVERBUG")
 }
 
-/// The client sent something the server accepted but that suggests a
-/// client bug, such as expunging in a read-only mailbox.
+/// Returns CLIENTBUG, for a request that was accepted but suggests a client
+/// bug, such as expunging in a read-only mailbox.
 pub fn client_bug() -> Code<'static> {
     other("CLIENTBUG")
 }
 
-/// The mailbox or message is in use by another session and cannot be
-/// changed now.
+/// Returns INUSE, for a mailbox or message that another session is using
+/// and that cannot be changed now.
 pub fn in_use() -> Code<'static> {
     other("INUSE")
 }
 
-/// Some of the requested messages were expunged by another session.
+/// Returns EXPUNGEISSUED, when another session expunged some of the
+/// requested messages.
 pub fn expunge_issued() -> Code<'static> {
     other("EXPUNGEISSUED")
 }
 
-/// The user lacks the access right the operation needs.
+/// Returns NOPERM, for a user who lacks the access right the operation
+/// needs.
 pub fn no_perm() -> Code<'static> {
     other("NOPERM")
 }
 
-/// The user should contact the administrator, for example about a
-/// disabled account.
+/// Returns CONTACTADMIN, when the user should contact the administrator,
+/// for example about a disabled account.
 pub fn contact_admin() -> Code<'static> {
     other("CONTACTADMIN")
 }
 
-/// A subsystem is down for now; the operation may work later.
+/// Returns UNAVAILABLE, for a subsystem that is down for now, so the
+/// operation may work later.
 pub fn unavailable() -> Code<'static> {
     other("UNAVAILABLE")
 }
 
-/// The credentials have expired and must be renewed.
+/// Returns EXPIRED, for credentials that have expired and must be renewed.
 pub fn expired() -> Code<'static> {
     other("EXPIRED")
 }
 
-/// The server found corrupt data while processing the request.
+/// Returns CORRUPTION, for corrupt data found while processing the request.
 pub fn corruption() -> Code<'static> {
     other("CORRUPTION")
 }
