@@ -648,3 +648,100 @@ fn reader_line_past_limit_in_discarded_command() {
         )],
     );
 }
+
+/// Small deterministic generator (xorshift64) so the random test needs no
+/// extra crate and every run sees the same inputs.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next_below(&mut self, bound: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % bound as u64) as usize
+    }
+}
+
+#[test]
+fn reader_random_input_keeps_invariants() {
+    // Random mixes of IMAP fragments, fed in random chunks and read in
+    // random modes, must never panic and must keep memory within the
+    // limits. The loop is bounded: 3000 inputs of at most 40 fragments.
+    const FRAGMENTS: &[&[u8]] = &[
+        b"a1 ",
+        b"LOGIN ",
+        b"APPEND INBOX ",
+        b"UID ",
+        b"FETCH 1:* (BODY[]<0.5>)",
+        b"SEARCH (OR ",
+        b"{5}\r\n",
+        b"{3+}\r\n",
+        b"{0}\r\n",
+        b"{70+}\r\n",
+        b"{99999999999+}\r\n",
+        b"{17}\r\n",
+        b"\r\n",
+        b"\n",
+        b"\r",
+        b"(",
+        b")",
+        b"\"",
+        b"\\",
+        b"*",
+        b"DONE",
+        b"a LOGOUT\r\n",
+        b"NOOP\r\n",
+        b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        b"\0",
+        b"\xff",
+        b"}",
+        b"{",
+    ];
+    let limits = limits();
+    let modes = [
+        ReadMode::Command,
+        ReadMode::IdleDone,
+        ReadMode::AuthenticateData,
+    ];
+    let mut random = Xorshift(0x9e37_79b9_7f4a_7c15);
+
+    for _ in 0..3000 {
+        let mut input = Vec::new();
+        for _ in 0..random.next_below(40) {
+            input.extend_from_slice(FRAGMENTS[random.next_below(FRAGMENTS.len())]);
+        }
+
+        let mut reader = CommandReader::new();
+        let mut closed = false;
+        let mut rest = input.as_slice();
+        while !rest.is_empty() {
+            let (chunk, remaining) = rest.split_at(1 + random.next_below(rest.len()));
+            rest = remaining;
+            reader.feed(chunk);
+            loop {
+                let mode = modes[random.next_below(modes.len())];
+                let Some(event) = reader.next(mode, &limits) else {
+                    break;
+                };
+                assert!(!closed, "event after close for {input:?}: {event:?}");
+                match event {
+                    ReadEvent::Rejected { close: true, .. } => closed = true,
+                    ReadEvent::ContinuationNeeded { length } => {
+                        assert!(length as usize <= limits.append_literal_bytes_max)
+                    }
+                    _ => {}
+                }
+            }
+            let unread = reader.input.len() - reader.input_start;
+            assert!(
+                unread < limits.line_bytes_max,
+                "{unread} unread bytes for {input:?}"
+            );
+            let command_max = limits.command_bytes_max + limits.append_literal_bytes_max;
+            assert!(
+                reader.command.len() <= command_max,
+                "command buffer for {input:?}"
+            );
+        }
+    }
+}
