@@ -1,5 +1,132 @@
-//! Listeners, IMAP sessions and LMTP delivery.
+//! Roost's server: the IMAP and LMTP listeners, IMAP sessions and delivery.
+//!
+//! [`serve`] wires one server instance together from a [`Config`]: it opens
+//! the store and the user database in the data folder, binds the listeners
+//! and runs until its shutdown future completes. The server owns all of its
+//! state through that instance (no process-wide singletons), so tests run
+//! several servers in one process and sessions can later move to worker
+//! processes.
+//!
+//! **Architecture Invariant:** this crate never parses IMAP or MIME itself
+//! (that is `roost-proto` and `roost-mime`) and never touches SQL (that is
+//! `roost-store`). It never reads configuration files or flags; the `roost`
+//! binary builds the [`Config`].
 
 pub mod config;
 pub mod delivery;
+pub mod imap;
 pub mod lmtp;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use roost_auth::UserDb;
+use roost_store::MailStore;
+use roost_store::sqlite::SqliteStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+pub use config::Config;
+
+/// Runs a server until `shutdown` completes, then stops it (see
+/// [`Running::stop`]).
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    shutdown.await;
+    running.stop().await;
+    Ok(())
+}
+
+/// A started server.
+pub struct Running {
+    /// Where the IMAP listener is bound, if it is on.
+    pub imap_address: Option<SocketAddr>,
+    /// Where the LMTP listener is bound, if it is on.
+    pub lmtp_address: Option<SocketAddr>,
+    config: Arc<Config>,
+    shutdown_sender: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    sweeper: JoinHandle<()>,
+}
+
+/// Opens the store and users in the data folder and binds the listeners.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("failed to create the data folder {}", config.data_dir.display()))?;
+    let data_dir = config.data_dir.clone();
+    let (store, users) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let store = SqliteStore::open(&data_dir)
+            .with_context(|| format!("failed to open the store in {}", data_dir.display()))?;
+        let users = UserDb::open(&data_dir)
+            .with_context(|| format!("failed to open the users in {}", data_dir.display()))?;
+        Ok((store, users))
+    })
+    .await??;
+    let store: Arc<dyn MailStore> = Arc::new(store);
+    let users = Arc::new(users);
+    info!(data_dir = %config.data_dir.display(), "store opened");
+    if users.is_empty() {
+        info!(
+            "no users yet; add one with: roost user add NAME --data-dir {}",
+            config.data_dir.display()
+        );
+    }
+
+    let (shutdown_sender, shutdown_receiver) = watch::channel(false);
+    let imap_context = imap::ImapContext::new(Arc::clone(&store), Arc::clone(&users), Arc::clone(&config));
+    let timeouts = imap::control::Timeouts {
+        unauthenticated: config.imap.timeout_unauthenticated,
+        authenticated: config.imap.timeout_authenticated,
+        idle_keepalive: config.imap.idle_keepalive,
+    };
+    let sweeper = tokio::spawn(Arc::clone(&imap_context.sessions).run_sweeper(timeouts));
+
+    let mut tasks = Vec::new();
+    let mut imap_address = None;
+    if let Some(address) = config.imap_listen {
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("failed to listen for IMAP on {address}"))?;
+        let bound = listener.local_addr()?;
+        info!(address = %bound, "IMAP listening");
+        imap_address = Some(bound);
+        tasks.push(tokio::spawn(imap::serve(listener, Arc::clone(&imap_context), shutdown_receiver.clone())));
+    }
+    let mut lmtp_address = None;
+    if let Some(address) = config.lmtp_listen {
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("failed to listen for LMTP on {address}"))?;
+        let bound = listener.local_addr()?;
+        info!(address = %bound, "LMTP listening");
+        lmtp_address = Some(bound);
+        let deliverer = Arc::new(delivery::Deliverer::new(Arc::clone(&store), Arc::clone(&users), &config));
+        tasks.push(tokio::spawn(lmtp::serve(listener, deliverer, Arc::clone(&config), shutdown_receiver.clone())));
+    }
+    Ok(Running { imap_address, lmtp_address, config, shutdown_sender, tasks, sweeper })
+}
+
+impl Running {
+    /// Says BYE to every IMAP session, lets LMTP deliveries in progress
+    /// finish, and returns within the configured shutdown grace.
+    pub async fn stop(self) {
+        info!("shutting down");
+        let _ = self.shutdown_sender.send(true);
+        let tasks = self.tasks;
+        let finished = async {
+            for task in tasks {
+                let _ = task.await;
+            }
+        };
+        if tokio::time::timeout(self.config.shutdown_grace, finished).await.is_err() {
+            warn!(grace = ?self.config.shutdown_grace, "sessions still open after the shutdown grace period; exiting anyway");
+        }
+        self.sweeper.abort();
+        info!("stopped");
+    }
+}

@@ -1,0 +1,148 @@
+//! LOGIN and AUTHENTICATE PLAIN (RFC 4616, with RFC 4959 SASL-IR).
+//!
+//! Password checks run on the blocking pool, at most
+//! [`CONCURRENT_PASSWORD_CHECKS`](crate::imap::CONCURRENT_PASSWORD_CHECKS)
+//! at a time. Passwords travel only inside [`roost_auth::Secret`] and are
+//! never logged.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use roost_auth::Secret;
+use roost_proto::types::auth::{AuthMechanism, AuthenticateData};
+use roost_proto::types::core::{AString, Tag};
+use roost_proto::types::secret::Secret as WireSecret;
+use tracing::{info, warn};
+
+use super::{Outcome, Reply, bad, no, ok_code};
+use crate::imap::output::{Output, Status};
+use crate::imap::session::{Account, Flow, Pending, Session, State};
+
+const TOO_MANY_FAILURES: &str = "Too many failed logins";
+
+pub async fn login(session: &mut Session, username: AString<'static>, password: WireSecret<AString<'static>>) -> Outcome {
+    let Ok(name) = String::from_utf8(username.as_ref().to_vec()) else {
+        return failed_login(session, "<not UTF-8>").await;
+    };
+    let Ok(password) = String::from_utf8(password.declassify().as_ref().to_vec()) else {
+        return failed_login(session, &name).await;
+    };
+    check_password(session, name, Secret::new(password)).await
+}
+
+pub async fn authenticate(
+    session: &mut Session,
+    tag: Tag<'static>,
+    mechanism: AuthMechanism<'static>,
+    initial_response: Option<WireSecret<std::borrow::Cow<'static, [u8]>>>,
+    out: &mut Output,
+) -> Outcome {
+    if mechanism != AuthMechanism::Plain {
+        return no(Some("CANNOT"), format!("Mechanism {mechanism} is not supported"));
+    }
+    match initial_response {
+        Some(response) => plain(session, response.declassify()).await,
+        None => {
+            out.line("+ ");
+            session.pending = Pending::Authenticate(tag);
+            Outcome::Continued
+        }
+    }
+}
+
+/// Handles the client's answer to the AUTHENTICATE continuation.
+pub async fn authenticate_data(session: &mut Session, data: AuthenticateData<'static>, out: &mut Output) -> Flow {
+    let Pending::Authenticate(tag) = std::mem::replace(&mut session.pending, Pending::None) else {
+        out.untagged("BAD Unexpected authentication data");
+        return Flow::Continue;
+    };
+    let outcome = match data {
+        AuthenticateData::Cancel => bad("AUTHENTICATE cancelled"),
+        AuthenticateData::Continue(response) => plain(session, response.declassify()).await,
+    };
+    match outcome {
+        Outcome::Done(reply) => {
+            out.status(Some(tag.inner()), reply.status, reply.code.as_deref(), &reply.text);
+            Flow::Continue
+        }
+        Outcome::Close(reply) | Outcome::Disconnect(reply, _) => {
+            out.status(Some(tag.inner()), reply.status, reply.code.as_deref(), &reply.text);
+            out.untagged(&format!("BYE {TOO_MANY_FAILURES}"));
+            Flow::Close
+        }
+        // PLAIN takes a single step, so no further continuation is sent.
+        Outcome::Continued => Flow::Continue,
+    }
+}
+
+/// Checks a PLAIN response: `authzid NUL authcid NUL password` (RFC 4616).
+/// The line arrives base64-decoded by the codec. Logging in as another user
+/// (a non-empty authzid that differs) is not offered.
+async fn plain(session: &mut Session, response: &[u8]) -> Outcome {
+    // An empty initial response is sent as "=" (RFC 4959) and decodes to
+    // nothing; PLAIN always carries two NULs, so it is malformed here too.
+    let decoded = if response.contains(&0) {
+        response.to_vec()
+    } else {
+        match base64::engine::general_purpose::STANDARD.decode(response) {
+            Ok(bytes) => bytes,
+            Err(_) => response.to_vec(),
+        }
+    };
+    let mut fields = decoded.split(|&b| b == 0);
+    let (Some(authzid), Some(authcid), Some(password), None) = (fields.next(), fields.next(), fields.next(), fields.next()) else {
+        return bad("Malformed PLAIN response");
+    };
+    let (Ok(authzid), Ok(name), Ok(password)) = (
+        std::str::from_utf8(authzid),
+        String::from_utf8(authcid.to_vec()),
+        String::from_utf8(password.to_vec()),
+    ) else {
+        return failed_login(session, "<not UTF-8>").await;
+    };
+    if !authzid.is_empty() && authzid != name {
+        return no(Some("AUTHORIZATIONFAILED"), "Logging in as another user is not permitted");
+    }
+    check_password(session, name, Secret::new(password)).await
+}
+
+async fn check_password(session: &mut Session, name: String, password: Secret) -> Outcome {
+    let ctx = Arc::clone(&session.ctx);
+    let verified = {
+        let _permit = ctx.password_checks.acquire().await;
+        let users = Arc::clone(&ctx.users);
+        let checked_name = name.clone();
+        tokio::task::spawn_blocking(move || users.verify(&checked_name, &password)).await
+    };
+    match verified {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) | Err(_) => return failed_login(session, &name).await,
+    }
+    let account = match ctx.store.account(&name, &ctx.config.imap.default_mailboxes).await {
+        Ok(account) => account,
+        Err(err) => return super::store_failure(session, err),
+    };
+    info!(session = session.id, peer = %session.peer, user = %name, "logged in");
+    session.state = State::Authenticated(Box::new(Account { id: account, name: name.into_boxed_str() }));
+    let capabilities = crate::imap::capabilities(&session.state, &ctx);
+    ok_code(format!("CAPABILITY {capabilities}"), "Logged in")
+}
+
+async fn failed_login(session: &mut Session, name: &str) -> Outcome {
+    let max = session.ctx.config.limits.login_failures_max;
+    let State::NotAuthenticated { failures } = &mut session.state else {
+        return bad("Already logged in");
+    };
+    *failures += 1;
+    let failures = *failures;
+    warn!(session = session.id, peer = %session.peer, user = %name, failures, "login failed");
+    let reply = Reply {
+        status: Status::No,
+        code: Some("AUTHENTICATIONFAILED".to_owned()),
+        text: "Invalid credentials".to_owned(),
+    };
+    if failures >= max {
+        return Outcome::Disconnect(reply, TOO_MANY_FAILURES);
+    }
+    Outcome::Done(reply)
+}

@@ -1,0 +1,128 @@
+//! Command handlers, one module per group of related commands.
+//!
+//! A handler writes untagged data to the [`Output`] and returns the tagged
+//! result as an [`Outcome`]; the dispatcher sends pending mailbox updates
+//! between the two, as RFC 3501 requires.
+
+pub mod append;
+pub mod auth;
+pub mod fetch;
+pub mod mailbox;
+pub mod messages;
+pub mod misc;
+pub mod search;
+pub mod select;
+
+use roost_proto::types::command::CommandBody;
+use roost_store::StoreError;
+use tokio::net::TcpStream;
+use tracing::error;
+
+use super::output::{Output, Status};
+use super::session::{ClientCommand, Session};
+
+/// The tagged response of a command.
+pub struct Reply {
+    pub status: Status,
+    pub code: Option<String>,
+    pub text: String,
+}
+
+/// How a command ended.
+pub enum Outcome {
+    /// Send pending updates, then the tagged response.
+    Done(Reply),
+    /// A continuation request was sent (IDLE, AUTHENTICATE); the tagged
+    /// response comes when the client answers it.
+    Continued,
+    /// Send the tagged response and close the connection.
+    Close(Reply),
+    /// Send the tagged response, then `* BYE` with this text, and close.
+    Disconnect(Reply, &'static str),
+}
+
+pub fn ok(text: impl Into<String>) -> Outcome {
+    Outcome::Done(Reply { status: Status::Ok, code: None, text: text.into() })
+}
+
+pub fn ok_code(code: impl Into<String>, text: impl Into<String>) -> Outcome {
+    Outcome::Done(Reply { status: Status::Ok, code: Some(code.into()), text: text.into() })
+}
+
+pub fn no(code: Option<&str>, text: impl Into<String>) -> Outcome {
+    Outcome::Done(Reply { status: Status::No, code: code.map(str::to_owned), text: text.into() })
+}
+
+pub fn bad(text: impl Into<String>) -> Outcome {
+    Outcome::Done(Reply { status: Status::Bad, code: None, text: text.into() })
+}
+
+pub fn bad_code(code: &str, text: impl Into<String>) -> Outcome {
+    Outcome::Done(Reply { status: Status::Bad, code: Some(code.to_owned()), text: text.into() })
+}
+
+/// Maps a store failure to the tagged NO a client can act on (RFC 5530
+/// codes). Internal failures are logged with their cause, which the client
+/// never sees.
+pub fn store_failure(session: &Session, err: StoreError) -> Outcome {
+    match err {
+        StoreError::MailboxNotFound(_) | StoreError::MailboxGone(_) => no(Some("NONEXISTENT"), "No such mailbox"),
+        StoreError::MailboxExists(_) => no(Some("ALREADYEXISTS"), "Mailbox already exists"),
+        StoreError::Forbidden(why) => no(Some("CANNOT"), why),
+        StoreError::Invalid(why) => no(Some("CANNOT"), why),
+        other => {
+            error!(session = session.id, error = %other, "store operation failed");
+            no(Some("SERVERBUG"), "Internal error; the operation was not carried out")
+        }
+    }
+}
+
+/// Calls the handler of `command`; the state was already checked.
+pub async fn run(
+    session: &mut Session,
+    command: ClientCommand,
+    out: &mut Output,
+    stream: &mut TcpStream,
+) -> std::io::Result<Outcome> {
+    use CommandBody::*;
+    let outcome = match command.body {
+        Capability => misc::capability(session, out),
+        Noop | Check => ok(format!("{} completed", command.body.name())),
+        Logout => misc::logout(out),
+        Id { parameters } => misc::id(session, parameters, out),
+        Enable { capabilities } => misc::enable(capabilities, out),
+        Namespace => misc::namespace(out),
+        StartTLS => bad("STARTTLS is not available on this listener"),
+        Login { username, password } => auth::login(session, username, password).await,
+        Authenticate { mechanism, initial_response } => {
+            auth::authenticate(session, command.tag, mechanism, initial_response, out).await
+        }
+        Select { mailbox, .. } => select::select(session, &mailbox, false, out).await,
+        Examine { mailbox, .. } => select::select(session, &mailbox, true, out).await,
+        Unselect => select::unselect(session),
+        Close => select::close(session).await,
+        Create { mailbox } => mailbox::create(session, &mailbox).await,
+        Delete { mailbox } => mailbox::delete(session, &mailbox).await,
+        Rename { from, to } => mailbox::rename(session, &from, &to).await,
+        Subscribe { mailbox } => mailbox::subscribe(session, &mailbox, true).await,
+        Unsubscribe { mailbox } => mailbox::subscribe(session, &mailbox, false).await,
+        List { reference, mailbox_wildcard } => mailbox::list(session, &reference, &mailbox_wildcard, false, out).await,
+        Lsub { reference, mailbox_wildcard } => mailbox::list(session, &reference, &mailbox_wildcard, true, out).await,
+        Status { mailbox, item_names } => mailbox::status(session, &mailbox, &item_names, out).await,
+        Append { mailbox, flags, date, message } => append::append(session, &mailbox, &flags, date, message).await,
+        Expunge => messages::expunge(session, None, out).await,
+        ExpungeUid { sequence_set } => messages::expunge(session, Some(&sequence_set), out).await,
+        Search { charset, criteria, uid } => search::search(session, charset, criteria, uid, out).await,
+        Fetch { sequence_set, macro_or_item_names, uid, .. } => {
+            return fetch::fetch(session, &sequence_set, macro_or_item_names, uid, out, stream).await;
+        }
+        Store { sequence_set, kind, response, flags, uid, .. } => {
+            messages::store(session, &sequence_set, kind, response, &flags, uid, out).await
+        }
+        Copy { sequence_set, mailbox, uid } => messages::copy(session, &sequence_set, &mailbox, uid, false, out).await,
+        Move { sequence_set, mailbox, uid } => messages::copy(session, &sequence_set, &mailbox, uid, true, out).await,
+        Idle => misc::idle(session, command.tag, out).await,
+        _ => bad(format!("{} is not supported", command.body.name())),
+    };
+    Ok(outcome)
+}

@@ -1,0 +1,356 @@
+//! SEARCH and UID SEARCH (RFC 3501 section 6.4.4).
+//!
+//! The criteria are first compiled: strings are decoded from the client's
+//! charset and folded to lower case, and sequence sets are resolved against
+//! the session's view. Then every message is tested, reading from the store
+//! only what the criteria need (flags come from the view; sizes and dates
+//! from the message record; header and body text from the message itself,
+//! with MIME transfer encodings, charsets and encoded-words undone).
+
+use std::cell::OnceCell;
+use std::sync::Arc;
+
+use roost_mime::Derived;
+use roost_proto::types::core::{AString, Charset, Vec1};
+use roost_proto::types::datetime::NaiveDate;
+use roost_proto::types::search::SearchKey;
+use roost_store::{Flags, MessageRecord, Snapshot, system_flag};
+
+use super::{Outcome, bad, no, ok};
+use crate::imap::flags::has_keyword;
+use crate::imap::output::Output;
+use crate::imap::sequence::resolve_clamped;
+use crate::imap::session::Session;
+
+/// Messages read from the store per batch.
+const BATCH_MESSAGES: usize = 64;
+
+/// Charsets named in the BADCHARSET response to an unknown charset.
+const ADVERTISED_CHARSETS: &str = "US-ASCII UTF-8";
+
+/// A compiled search criterion.
+enum Key {
+    All,
+    /// Indexes into the view, ascending.
+    Indexes(Vec<usize>),
+    System(u8, bool),
+    Keyword(String, bool),
+    Recent(bool),
+    New,
+    Header(String, String),
+    Body(String),
+    Text(String),
+    Date(DateField, DateTest, chrono::NaiveDate),
+    Larger(u64),
+    Smaller(u64),
+    Not(Box<Key>),
+    Or(Box<Key>, Box<Key>),
+    And(Vec<Key>),
+}
+
+#[derive(Clone, Copy)]
+enum DateField {
+    Internal,
+    Sent,
+}
+
+#[derive(Clone, Copy)]
+enum DateTest {
+    Before,
+    On,
+    Since,
+}
+
+/// What testing a key needs beyond the view.
+#[derive(Default, Clone, Copy)]
+struct Needs {
+    record: bool,
+    raw: bool,
+}
+
+pub async fn search(
+    session: &mut Session,
+    charset: Option<Charset<'static>>,
+    criteria: Vec1<SearchKey<'static>>,
+    uid: bool,
+    out: &mut Output,
+) -> Outcome {
+    let ctx = Arc::clone(&session.ctx);
+    let Some(selected) = session.selected() else { return bad("No mailbox selected") };
+    let charset = charset.map(|c| charset_name(&c)).unwrap_or_else(|| "US-ASCII".to_owned());
+    let compiler = Compiler { view: &selected.view, charset: &charset };
+    let keys: Result<Vec<Key>, CompileError> = criteria.as_ref().iter().map(|key| compiler.compile(key)).collect();
+    let key = match keys {
+        Ok(keys) => Key::And(keys),
+        Err(CompileError::BadCharset) => {
+            return no(Some(&format!("BADCHARSET ({ADVERTISED_CHARSETS})")), format!("Charset {charset} is not supported"));
+        }
+        Err(CompileError::Undecodable) => return bad(format!("Search string is not valid {charset}")),
+    };
+    let needs = key.needs();
+    let view = Arc::clone(&selected.view);
+    let recent = selected.recent.clone();
+    let mailbox = selected.id;
+    let depth_max = ctx.config.limits.mime_depth_max;
+
+    let mut matches: Vec<u32> = Vec::new();
+    for (batch_index, batch) in view.messages.chunks(BATCH_MESSAGES).enumerate() {
+        let base = batch_index * BATCH_MESSAGES;
+        let records: Vec<Option<MessageRecord>> = if needs.record || needs.raw {
+            let uids: Vec<u32> = batch.iter().map(|m| m.uid).collect();
+            let loaded = match ctx.store.messages(mailbox, &uids).await {
+                Ok(loaded) => loaded,
+                Err(err) => return super::store_failure(session, err),
+            };
+            let mut by_uid = loaded.into_iter().peekable();
+            uids.iter()
+                .map(|&uid| if by_uid.peek().is_some_and(|r| r.uid == uid) { by_uid.next() } else { None })
+                .collect()
+        } else {
+            vec![None; batch.len()]
+        };
+        for (offset, entry) in batch.iter().enumerate() {
+            let index = base + offset;
+            let record = records[offset].as_ref();
+            if (needs.record || needs.raw) && record.is_none() {
+                // Expunged since the view was taken: it matches nothing.
+                continue;
+            }
+            let raw = match (needs.raw, record) {
+                (true, Some(record)) => match ctx.store.read_raw(record.blob).await {
+                    Ok(raw) => Some(raw),
+                    Err(err) => return super::store_failure(session, err),
+                },
+                _ => None,
+            };
+            let message = Candidate {
+                index,
+                flags: record.map_or(&entry.flags, |r| &r.flags),
+                recent: recent.binary_search(&entry.uid).is_ok(),
+                record,
+                raw: raw.as_deref(),
+                derived: OnceCell::new(),
+                text: OnceCell::new(),
+                depth_max,
+                text_bytes_max: ctx.config.limits.message_bytes_max,
+            };
+            if key.matches(&message) {
+                matches.push(if uid { entry.uid } else { index as u32 + 1 });
+            }
+        }
+    }
+    let mut line = String::from("SEARCH");
+    for number in matches {
+        line.push(' ');
+        line.push_str(&number.to_string());
+    }
+    out.untagged(&line);
+    ok("SEARCH completed")
+}
+
+fn charset_name(charset: &Charset<'_>) -> String {
+    match charset {
+        Charset::Atom(atom) => atom.as_ref().to_owned(),
+        Charset::Quoted(quoted) => quoted.inner().to_owned(),
+    }
+}
+
+enum CompileError {
+    BadCharset,
+    Undecodable,
+}
+
+struct Compiler<'a> {
+    view: &'a Snapshot,
+    charset: &'a str,
+}
+
+impl Compiler<'_> {
+    fn text(&self, value: &AString<'_>) -> Result<String, CompileError> {
+        let bytes = value.as_ref();
+        let decoded = match roost_mime::decode_charset(bytes, self.charset) {
+            Some(decoded) => decoded,
+            None if is_known_charset(self.charset) => return Err(CompileError::Undecodable),
+            None => return Err(CompileError::BadCharset),
+        };
+        Ok(decoded.to_lowercase())
+    }
+
+    fn compile(&self, key: &SearchKey<'_>) -> Result<Key, CompileError> {
+        use SearchKey as S;
+        Ok(match key {
+            S::And(keys) => Key::And(keys.as_ref().iter().map(|k| self.compile(k)).collect::<Result<_, _>>()?),
+            S::SequenceSet(set) => Key::Indexes(resolve_clamped(self.view, set, false)),
+            S::Uid(set) => Key::Indexes(resolve_clamped(self.view, set, true)),
+            S::All => Key::All,
+            S::Answered => Key::System(system_flag::ANSWERED, true),
+            S::Unanswered => Key::System(system_flag::ANSWERED, false),
+            S::Deleted => Key::System(system_flag::DELETED, true),
+            S::Undeleted => Key::System(system_flag::DELETED, false),
+            S::Draft => Key::System(system_flag::DRAFT, true),
+            S::Undraft => Key::System(system_flag::DRAFT, false),
+            S::Flagged => Key::System(system_flag::FLAGGED, true),
+            S::Unflagged => Key::System(system_flag::FLAGGED, false),
+            S::Seen => Key::System(system_flag::SEEN, true),
+            S::Unseen => Key::System(system_flag::SEEN, false),
+            S::Keyword(atom) => Key::Keyword(atom.as_ref().to_owned(), true),
+            S::Unkeyword(atom) => Key::Keyword(atom.as_ref().to_owned(), false),
+            S::Recent => Key::Recent(true),
+            S::Old => Key::Recent(false),
+            S::New => Key::New,
+            S::Bcc(value) => Key::Header("bcc".to_owned(), self.text(value)?),
+            S::Cc(value) => Key::Header("cc".to_owned(), self.text(value)?),
+            S::From(value) => Key::Header("from".to_owned(), self.text(value)?),
+            S::To(value) => Key::Header("to".to_owned(), self.text(value)?),
+            S::Subject(value) => Key::Header("subject".to_owned(), self.text(value)?),
+            S::Header(name, value) => {
+                Key::Header(String::from_utf8_lossy(name.as_ref()).to_ascii_lowercase(), self.text(value)?)
+            }
+            S::Body(value) => Key::Body(self.text(value)?),
+            S::Text(value) => Key::Text(self.text(value)?),
+            S::Before(date) => Key::Date(DateField::Internal, DateTest::Before, naive(date)),
+            S::On(date) => Key::Date(DateField::Internal, DateTest::On, naive(date)),
+            S::Since(date) => Key::Date(DateField::Internal, DateTest::Since, naive(date)),
+            S::SentBefore(date) => Key::Date(DateField::Sent, DateTest::Before, naive(date)),
+            S::SentOn(date) => Key::Date(DateField::Sent, DateTest::On, naive(date)),
+            S::SentSince(date) => Key::Date(DateField::Sent, DateTest::Since, naive(date)),
+            S::Larger(size) => Key::Larger(u64::from(*size)),
+            S::Smaller(size) => Key::Smaller(u64::from(*size)),
+            S::Not(inner) => Key::Not(Box::new(self.compile(inner)?)),
+            S::Or(left, right) => Key::Or(Box::new(self.compile(left)?), Box::new(self.compile(right)?)),
+            #[allow(unreachable_patterns)]
+            _ => Key::All,
+        })
+    }
+}
+
+fn is_known_charset(charset: &str) -> bool {
+    roost_mime::decode_charset(b"", charset).is_some()
+}
+
+fn naive(date: &NaiveDate) -> chrono::NaiveDate {
+    *date.as_ref()
+}
+
+/// One message being tested, with its data loaded as the criteria need.
+struct Candidate<'a> {
+    index: usize,
+    flags: &'a Flags,
+    recent: bool,
+    record: Option<&'a MessageRecord>,
+    raw: Option<&'a [u8]>,
+    derived: OnceCell<Derived>,
+    /// Decoded, lower-cased text of the message's text parts.
+    text: OnceCell<String>,
+    depth_max: usize,
+    /// Bound on the decoded body text kept for one message.
+    text_bytes_max: usize,
+}
+
+impl Candidate<'_> {
+    fn derived(&self) -> &Derived {
+        self.derived.get_or_init(|| {
+            let stored = self.record.map(|r| Derived::decode(&r.derived));
+            match stored {
+                Some(Ok(derived)) => derived,
+                _ => roost_mime::derive(self.raw.unwrap_or_default(), &roost_mime::Limits { depth_max: self.depth_max }),
+            }
+        })
+    }
+
+    fn header_contains(&self, name: &str, needle: &str) -> bool {
+        let raw = self.raw.unwrap_or_default();
+        roost_mime::header_values(raw, self.derived(), name)
+            .iter()
+            .any(|value| value.to_lowercase().contains(needle))
+    }
+
+    fn body_text(&self) -> &str {
+        self.text.get_or_init(|| {
+            let raw = self.raw.unwrap_or_default();
+            roost_mime::search_text(raw, self.derived(), &roost_mime::TextLimits { bytes_max: self.text_bytes_max }).to_lowercase()
+        })
+    }
+
+    fn header_text_contains(&self, needle: &str) -> bool {
+        let raw = self.raw.unwrap_or_default();
+        let header = roost_mime::section(raw, self.derived(), &roost_mime::Section {
+            part: Vec::new(),
+            text: roost_mime::SectionText::Header,
+        });
+        if String::from_utf8_lossy(&header).to_lowercase().contains(needle) {
+            return true;
+        }
+        ["subject", "from", "to", "cc", "bcc"].iter().any(|name| self.header_contains(name, needle))
+    }
+}
+
+impl Key {
+    fn needs(&self) -> Needs {
+        match self {
+            Key::Header(..) | Key::Body(_) | Key::Text(_) | Key::Date(DateField::Sent, ..) => {
+                Needs { record: true, raw: true }
+            }
+            // Flags come from the record too: the view may be older than
+            // the last STORE, because SEARCH may not announce expunges.
+            Key::Date(DateField::Internal, ..)
+            | Key::Larger(_)
+            | Key::Smaller(_)
+            | Key::System(..)
+            | Key::Keyword(..)
+            | Key::New => Needs { record: true, raw: false },
+            Key::Not(inner) => inner.needs(),
+            Key::Or(left, right) => left.needs().union(right.needs()),
+            Key::And(keys) => keys.iter().fold(Needs::default(), |acc, key| acc.union(key.needs())),
+            _ => Needs::default(),
+        }
+    }
+
+    fn matches(&self, message: &Candidate<'_>) -> bool {
+        match self {
+            Key::All => true,
+            Key::Indexes(indexes) => indexes.binary_search(&message.index).is_ok(),
+            Key::System(bit, set) => (message.flags.system & bit != 0) == *set,
+            Key::Keyword(keyword, set) => has_keyword(message.flags, keyword) == *set,
+            Key::Recent(recent) => message.recent == *recent,
+            Key::New => message.recent && message.flags.system & system_flag::SEEN == 0,
+            Key::Header(name, needle) => message.header_contains(name, needle),
+            Key::Body(needle) => message.body_text().contains(needle.as_str()),
+            Key::Text(needle) => message.header_text_contains(needle) || message.body_text().contains(needle.as_str()),
+            Key::Date(field, test, date) => {
+                let day = match field {
+                    DateField::Internal => message.record.map(|r| internal_day(r.internal_date)),
+                    DateField::Sent => message.derived().sent_date().and_then(utc_day),
+                };
+                let Some(day) = day else { return false };
+                match test {
+                    DateTest::Before => day < *date,
+                    DateTest::On => day == *date,
+                    DateTest::Since => day >= *date,
+                }
+            }
+            Key::Larger(size) => message.record.is_some_and(|r| r.size > *size),
+            Key::Smaller(size) => message.record.is_some_and(|r| r.size < *size),
+            Key::Not(inner) => !inner.matches(message),
+            Key::Or(left, right) => left.matches(message) || right.matches(message),
+            Key::And(keys) => keys.iter().all(|key| key.matches(message)),
+        }
+    }
+}
+
+impl Needs {
+    fn union(self, other: Needs) -> Needs {
+        Needs { record: self.record || other.record, raw: self.raw || other.raw }
+    }
+}
+
+/// The calendar day of INTERNALDATE in the offset it was given in, which
+/// is how RFC 3501 compares dates ("disregarding time and timezone").
+fn internal_day(date: roost_store::InternalDate) -> chrono::NaiveDate {
+    let seconds = date.unix_seconds + i64::from(date.offset_minutes) * 60;
+    chrono::DateTime::from_timestamp(seconds, 0).unwrap_or_default().date_naive()
+}
+
+fn utc_day(unix_seconds: i64) -> Option<chrono::NaiveDate> {
+    chrono::DateTime::from_timestamp(unix_seconds, 0).map(|t| t.date_naive())
+}

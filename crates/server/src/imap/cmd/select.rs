@@ -1,0 +1,120 @@
+//! SELECT, EXAMINE, UNSELECT (RFC 3691) and CLOSE.
+
+use std::sync::Arc;
+
+use roost_proto::types::mailbox::Mailbox;
+use roost_store::system_flag;
+
+use super::{Outcome, bad, no, ok, ok_code};
+use crate::imap::names;
+use crate::imap::output::Output;
+use crate::imap::session::{Account, Selected, Session, State};
+use crate::imap::sync::write_flag_announcements;
+
+/// Leaves the selected mailbox, if any, and returns the account.
+fn leave_mailbox(session: &mut Session) -> Option<Box<Account>> {
+    match std::mem::replace(&mut session.state, State::Logout) {
+        State::Authenticated(account) | State::Selected(account, _) => Some(account),
+        other => {
+            session.state = other;
+            None
+        }
+    }
+}
+
+pub async fn select(session: &mut Session, mailbox: &Mailbox<'_>, read_only: bool, out: &mut Output) -> Outcome {
+    // A SELECT that fails still leaves the previous mailbox (RFC 3501
+    // section 6.3.1), so the state drops to Authenticated first.
+    let Some(account) = leave_mailbox(session) else {
+        return bad("Log in first");
+    };
+    let account_id = account.id;
+    session.state = State::Authenticated(account);
+
+    let ctx = Arc::clone(&session.ctx);
+    let name = match names::from_wire(mailbox, &ctx.config.limits) {
+        Ok(name) => name,
+        Err(err) => return bad(err.message()),
+    };
+    let info = match ctx.store.mailbox(account_id, &name).await {
+        Ok(Some(info)) => info,
+        Ok(None) => return no(Some("NONEXISTENT"), "No such mailbox"),
+        Err(err) => return super::store_failure(session, err),
+    };
+    let mut changes = ctx.store.watch(info.id);
+    let current = *changes.borrow_and_update();
+    let view = match ctx.views.current(ctx.store.as_ref(), info.id, current).await {
+        Ok(view) => view,
+        Err(err) => return super::store_failure(session, err),
+    };
+    let (recent, recent_count) = if read_only {
+        match ctx.store.status(info.id).await {
+            Ok(status) => (Vec::new(), status.recent as usize),
+            Err(err) => return super::store_failure(session, err),
+        }
+    } else {
+        match ctx.store.claim_recent(info.id).await {
+            Ok(recent) => {
+                let count = recent.len();
+                (recent, count)
+            }
+            Err(err) => return super::store_failure(session, err),
+        }
+    };
+
+    write_flag_announcements(out, &view.keywords);
+    if read_only {
+        // Drop the PERMANENTFLAGS line: nothing can be changed in EXAMINE.
+        let flags_line_end = out.buf.windows(2).position(|w| w == b"\r\n").map_or(0, |i| i + 2);
+        out.buf.truncate(flags_line_end);
+        out.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
+    }
+    out.untagged(&format!("{} EXISTS", view.messages.len()));
+    out.untagged(&format!("{recent_count} RECENT"));
+    if let Some(index) = view.messages.iter().position(|m| m.flags.system & system_flag::SEEN == 0) {
+        out.untagged(&format!("OK [UNSEEN {}] First unseen message", index + 1));
+    }
+    out.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", view.uid_validity));
+    out.untagged(&format!("OK [UIDNEXT {}] Predicted next UID", view.uid_next));
+
+    let Some(account) = leave_mailbox(session) else {
+        return bad("Log in first");
+    };
+    let selected = Selected {
+        id: info.id,
+        name: name.into_boxed_str(),
+        read_only,
+        view,
+        recent,
+        changes,
+        own_changes: Vec::new(),
+    };
+    session.state = State::Selected(account, Box::new(selected));
+    if read_only {
+        ok_code("READ-ONLY", "EXAMINE completed")
+    } else {
+        ok_code("READ-WRITE", "SELECT completed")
+    }
+}
+
+pub fn unselect(session: &mut Session) -> Outcome {
+    if let Some(account) = leave_mailbox(session) {
+        session.state = State::Authenticated(account);
+    }
+    ok("UNSELECT completed")
+}
+
+/// CLOSE removes `\Deleted` messages without EXPUNGE responses, unless the
+/// mailbox was opened with EXAMINE, then leaves it.
+pub async fn close(session: &mut Session) -> Outcome {
+    let target = session.selected().filter(|s| !s.read_only).map(|s| s.id);
+    if let Some(mailbox) = target {
+        if let Err(err) = session.ctx.store.expunge(mailbox, None).await {
+            return super::store_failure(session, err);
+        }
+    }
+    if let Some(account) = leave_mailbox(session) {
+        session.state = State::Authenticated(account);
+    }
+    ok("CLOSE completed")
+}

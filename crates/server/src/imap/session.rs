@@ -1,0 +1,320 @@
+//! One IMAP session: the connection driver and the state a session keeps.
+//!
+//! The driver waits on three things: the socket becoming readable, the
+//! session's control (keepalive, timeout, shutdown) and, in IDLE, the
+//! selected mailbox's change counter. While it waits it holds no read or
+//! write buffer: bytes are read into a per-thread scratch buffer, fed to the
+//! command reader, and responses are built in an [`Output`] that lives only
+//! while a command runs. Command handling is boxed so the waiting future
+//! stays small.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use roost_proto::reader::{CommandReader, ReadEvent, ReadMode, ReaderLimits};
+use roost_proto::types::command::{Command, CommandBody};
+use roost_proto::types::core::Tag;
+use roost_proto::types::response::StatusKind;
+use roost_store::{AccountId, MailboxId, ModSeq, Snapshot, Uid};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::ImapContext;
+use super::control::{Phase, Registration, request};
+use super::output::{Output, Status};
+
+/// Size of the per-thread buffer sockets are read into.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+thread_local! {
+    static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK_BYTES]);
+}
+
+/// The protocol state of RFC 3501 section 3, with the data each state needs.
+pub enum State {
+    NotAuthenticated { failures: u32 },
+    Authenticated(Box<Account>),
+    Selected(Box<Account>, Box<Selected>),
+    Logout,
+}
+
+/// The logged-in user.
+pub struct Account {
+    pub id: AccountId,
+    pub name: Box<str>,
+}
+
+/// The selected mailbox as this session sees it.
+pub struct Selected {
+    pub id: MailboxId,
+    pub name: Box<str>,
+    pub read_only: bool,
+    /// The snapshot whose sequence numbers the client has been told of.
+    /// Shared with every other session that saw the same one.
+    pub view: Arc<Snapshot>,
+    /// UIDs this session holds as `\Recent`, ascending.
+    pub recent: Vec<Uid>,
+    /// The mailbox's highest MODSEQ, as the store announces it.
+    pub changes: watch::Receiver<ModSeq>,
+    /// Flag changes this session made with STORE .SILENT (or reported in its
+    /// own STORE response), not to be announced again by the next sync.
+    pub own_changes: Vec<(Uid, ModSeq)>,
+}
+
+/// What the session is in the middle of between reads.
+pub enum Pending {
+    None,
+    /// IDLE is running; DONE ends it.
+    Idle(Tag<'static>),
+    /// AUTHENTICATE PLAIN is waiting for the client's response line.
+    Authenticate(Tag<'static>),
+}
+
+/// Everything a session keeps between commands.
+pub struct Session {
+    pub ctx: Arc<ImapContext>,
+    pub peer: SocketAddr,
+    pub id: u64,
+    pub state: State,
+    pub pending: Pending,
+    reader: CommandReader,
+    registration: Registration,
+}
+
+/// How a command handler ends the session, if it does.
+pub enum Flow {
+    Continue,
+    Close,
+}
+
+impl Session {
+    pub fn new(ctx: Arc<ImapContext>, peer: SocketAddr, id: u64, registration: Registration) -> Session {
+        Session {
+            ctx,
+            peer,
+            id,
+            state: State::NotAuthenticated { failures: 0 },
+            pending: Pending::None,
+            reader: CommandReader::new(),
+            registration,
+        }
+    }
+
+    pub fn account(&self) -> Option<&Account> {
+        match &self.state {
+            State::Authenticated(account) | State::Selected(account, _) => Some(account),
+            _ => None,
+        }
+    }
+
+    pub fn selected(&self) -> Option<&Selected> {
+        match &self.state {
+            State::Selected(_, selected) => Some(selected),
+            _ => None,
+        }
+    }
+
+    pub fn selected_mut(&mut self) -> Option<&mut Selected> {
+        match &mut self.state {
+            State::Selected(_, selected) => Some(selected),
+            _ => None,
+        }
+    }
+
+    fn reader_limits(&self) -> ReaderLimits {
+        let limits = &self.ctx.config.limits;
+        match self.state {
+            State::NotAuthenticated { .. } | State::Logout => ReaderLimits {
+                line_bytes_max: limits.line_bytes_max,
+                literal_bytes_max: limits.literal_bytes_max_unauthenticated,
+                append_literal_bytes_max: limits.literal_bytes_max_unauthenticated,
+                command_bytes_max: limits.line_bytes_max + limits.literal_bytes_max_unauthenticated,
+            },
+            _ => ReaderLimits {
+                line_bytes_max: limits.line_bytes_max,
+                literal_bytes_max: limits.command_bytes_max,
+                append_literal_bytes_max: limits.message_bytes_max,
+                command_bytes_max: limits.command_bytes_max,
+            },
+        }
+    }
+
+    fn read_mode(&self) -> ReadMode {
+        match self.pending {
+            Pending::None => ReadMode::Command,
+            Pending::Idle(_) => ReadMode::IdleDone,
+            Pending::Authenticate(_) => ReadMode::AuthenticateData,
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        match (&self.state, &self.pending) {
+            (_, Pending::Idle(_)) => Phase::Idle,
+            (State::NotAuthenticated { .. }, _) => Phase::Unauthenticated,
+            _ => Phase::Authenticated,
+        }
+    }
+
+    fn touch(&self, phase: Phase) {
+        self.ctx.sessions.touch(&self.registration.control, phase);
+    }
+}
+
+/// Serves one connection until it closes.
+pub async fn run(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<ImapContext>, id: u64) {
+    let registration = ctx.sessions.register();
+    let mut session = Session::new(ctx, peer, id, registration);
+    info!(session = id, %peer, "IMAP connection opened");
+    let result = drive(&mut session, &mut stream).await;
+    if let Err(err) = result {
+        debug!(session = id, error = %err, "IMAP connection failed");
+    }
+    let _ = stream.shutdown().await;
+    info!(session = id, %peer, "IMAP connection closed");
+}
+
+async fn drive(session: &mut Session, stream: &mut TcpStream) -> std::io::Result<()> {
+    let greeting = format!(
+        "* OK [CAPABILITY {}] Roost ready\r\n",
+        super::capabilities(&session.state, &session.ctx)
+    );
+    stream.write_all(greeting.as_bytes()).await?;
+
+    loop {
+        // Handle every complete event already buffered before waiting again.
+        if let Flow::Close = Box::pin(process_buffered(session, stream)).await? {
+            return Ok(());
+        }
+        if session.reader.is_idle() {
+            session.reader.release_buffers();
+        }
+        session.touch(session.phase());
+
+        let control = Arc::clone(&session.registration.control);
+        let idle_changes = match (&session.pending, &mut session.state) {
+            (Pending::Idle(_), State::Selected(_, selected)) => Some(selected.changes.clone()),
+            _ => None,
+        };
+        let event = wait(stream, &control, idle_changes).await;
+        match event {
+            Wake::Readable => {
+                if !read_available(session, stream)? {
+                    return Ok(());
+                }
+            }
+            Wake::Control => {
+                if let Flow::Close = Box::pin(handle_requests(session, stream)).await? {
+                    return Ok(());
+                }
+            }
+            Wake::MailboxChanged => {
+                let mut out = Output::new();
+                super::sync::sync(session, &mut out, true).await;
+                out.flush(stream).await?;
+            }
+        }
+    }
+}
+
+enum Wake {
+    Readable,
+    Control,
+    MailboxChanged,
+}
+
+async fn wait(stream: &TcpStream, control: &super::control::SessionControl, changes: Option<watch::Receiver<ModSeq>>) -> Wake {
+    let changed = async move {
+        match changes {
+            Some(mut changes) => {
+                if changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = stream.readable() => Wake::Readable,
+        _ = control.wake.notified() => Wake::Control,
+        _ = changed => Wake::MailboxChanged,
+    }
+}
+
+/// Reads what the socket has into the command reader. Returns false at EOF.
+fn read_available(session: &mut Session, stream: &TcpStream) -> std::io::Result<bool> {
+    READ_BUFFER.with(|buffer| {
+        let mut buffer = buffer.borrow_mut();
+        match stream.try_read(&mut buffer) {
+            Ok(0) => Ok(false),
+            Ok(n) => {
+                session.reader.feed(&buffer[..n]);
+                Ok(true)
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
+            Err(err) => Err(err),
+        }
+    })
+}
+
+async fn handle_requests(session: &mut Session, stream: &mut TcpStream) -> std::io::Result<Flow> {
+    let requests = session.registration.control.take_requests();
+    if requests & request::SHUTDOWN != 0 {
+        stream.write_all(b"* BYE Server shutting down\r\n").await?;
+        return Ok(Flow::Close);
+    }
+    if requests & request::TIMEOUT != 0 {
+        stream.write_all(b"* BYE Autologout: idle for too long\r\n").await?;
+        return Ok(Flow::Close);
+    }
+    if requests & request::KEEPALIVE != 0 && matches!(session.pending, Pending::Idle(_)) {
+        stream.write_all(b"* OK Still here\r\n").await?;
+    }
+    Ok(Flow::Continue)
+}
+
+async fn process_buffered(session: &mut Session, stream: &mut TcpStream) -> std::io::Result<Flow> {
+    loop {
+        let limits = session.reader_limits();
+        let Some(event) = session.reader.next(session.read_mode(), &limits) else {
+            return Ok(Flow::Continue);
+        };
+        session.touch(Phase::Busy);
+        let mut out = Output::new();
+        let flow = match event {
+            ReadEvent::Command(command) => super::dispatch::dispatch(session, command, &mut out, stream).await?,
+            ReadEvent::ContinuationNeeded { .. } => {
+                out.line("+ Ready for literal data");
+                Flow::Continue
+            }
+            ReadEvent::IdleDone => {
+                if let Pending::Idle(tag) = std::mem::replace(&mut session.pending, Pending::None) {
+                    super::sync::sync(session, &mut out, true).await;
+                    out.status(Some(tag.inner()), Status::Ok, None, "IDLE terminated");
+                }
+                Flow::Continue
+            }
+            ReadEvent::AuthenticateData(data) => super::cmd::auth::authenticate_data(session, data, &mut out).await,
+            ReadEvent::Rejected { tag, code, text, close } => {
+                warn!(session = session.id, peer = %session.peer, %text, "rejected client input");
+                out.raw(&roost_proto::response::encode_status(tag.as_ref(), StatusKind::Bad, code, &text));
+                if close {
+                    out.untagged("BYE Closing connection after a protocol error");
+                    out.flush(stream).await?;
+                    return Ok(Flow::Close);
+                }
+                Flow::Continue
+            }
+        };
+        out.flush(stream).await?;
+        if let Flow::Close = flow {
+            return Ok(Flow::Close);
+        }
+    }
+}
+
+/// The tag and body of a command, for handlers.
+pub type ClientCommand = Command<'static>;
+pub type Body = CommandBody<'static>;
