@@ -36,7 +36,11 @@ use std::ops::Range;
 use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec, decode::Decoder};
 use imap_types::{IntoStatic, auth::AuthenticateData, command::Command, core::Tag, response::Code};
 
-/// Size limits for one read; the server passes tighter ones before login.
+/// Size limits for one read. The server passes tighter ones before login.
+///
+/// The larger of the two literal limits also caps how many bytes of a
+/// rejected non-synchronising literal are skipped, so before login both
+/// should be small.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReaderLimits {
     /// Maximum bytes of one line, including its literal announcement and the
@@ -330,32 +334,30 @@ impl CommandReader {
             false => limits.literal_bytes_max,
         };
 
-        let length = announcement.length.map(|length| length as usize);
-        let counted_bytes = self.command.len() - self.append_message_bytes;
-        let rejection = match length {
-            Some(length) if length <= literal_bytes_max => {
-                let fits = is_append_message || counted_bytes + length <= limits.command_bytes_max;
-                match fits {
-                    true => None,
-                    false => Some(command_too_big(decode_tag(&self.command), limits)),
-                }
+        let length = match announcement.length {
+            Some(length) if length as usize <= literal_bytes_max => length,
+            _ => {
+                let rejection = Rejection {
+                    tag: decode_tag(&self.command),
+                    code: Some(Code::TooBig),
+                    text: format!("Literal is larger than {literal_bytes_max} bytes"),
+                    close: false,
+                };
+                self.command.clear();
+                return self.discard_announced(rejection, Some(announcement), limits);
             }
-            _ => Some(Rejection {
-                tag: decode_tag(&self.command),
-                code: Some(Code::TooBig),
-                text: format!("Literal is larger than {literal_bytes_max} bytes"),
-                close: false,
-            }),
         };
 
-        if let Some(rejection) = rejection {
+        // APPEND's message has its own limit, and every other literal also
+        // counts towards the command's.
+        let counted_bytes = self.command.len() - self.append_message_bytes;
+        let fits = is_append_message || counted_bytes + length as usize <= limits.command_bytes_max;
+        if !fits {
+            let rejection = command_too_big(decode_tag(&self.command), limits);
             self.command.clear();
             return self.discard_announced(rejection, Some(announcement), limits);
         }
 
-        // The length fits in a u32 because it is within a usize limit that
-        // was compared with a value parsed as u32.
-        let length = announcement.length.unwrap_or(0);
         if is_append_message {
             self.append_message_bytes += length as usize;
         }
