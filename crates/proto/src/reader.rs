@@ -71,9 +71,9 @@ pub enum ReadMode {
 pub enum ReadEvent {
     /// A complete, valid command.
     Command(Command<'static>),
-    /// The client ended IDLE; only returned in [`ReadMode::IdleDone`].
+    /// The client ended IDLE. Only returned in [`ReadMode::IdleDone`].
     IdleDone,
-    /// A SASL response line or a `*` cancel; only returned in
+    /// A SASL response line or a `*` cancel. Only returned in
     /// [`ReadMode::AuthenticateData`].
     AuthenticateData(AuthenticateData<'static>),
     /// A synchronising literal was accepted: the server must send a `+ `
@@ -83,8 +83,8 @@ pub enum ReadEvent {
         length: u32,
     },
     /// Bad input. The server sends `tag BAD [code] text`, or `* BAD` when
-    /// `tag` is `None`, and if `close` is set, a BYE, and closes. After an
-    /// event with `close` set the reader returns no more events.
+    /// `tag` is `None`. If `close` is set, the server then sends a BYE and
+    /// closes the connection, and the reader returns no more events.
     Rejected {
         /// The command's tag, if it could be read.
         tag: Option<Tag<'static>>,
@@ -97,7 +97,7 @@ pub enum ReadEvent {
     },
 }
 
-/// Streaming decoder of client input; see the module documentation.
+/// Streaming decoder of client input, described in the module documentation.
 #[derive(Debug, Default)]
 pub struct CommandReader {
     /// Bytes fed but not framed yet, starting at `input_start`.
