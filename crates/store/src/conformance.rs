@@ -77,6 +77,7 @@ pub async fn run_all<S: MailStore>(make: impl Fn() -> S) {
     copy_shares_bodies(&make()).await;
     move_expunges_source(&make()).await;
     expunge_all_and_by_uid(&make()).await;
+    expunged_since_lists_vanished(&make()).await;
     snapshot_matches_status(&make()).await;
     claim_recent_once(&make()).await;
     watch_wakes_on_changes(&make()).await;
@@ -419,6 +420,32 @@ pub async fn expunge_all_and_by_uid(store: &dyn MailStore) {
     let unchanged = store.status(inbox).await.unwrap().highest_modseq;
     assert!(store.expunge(inbox, None).await.unwrap().is_empty());
     assert_eq!(store.status(inbox).await.unwrap().highest_modseq, unchanged, "an empty expunge changes nothing");
+}
+
+pub async fn expunged_since_lists_vanished(store: &dyn MailStore) {
+    let account = setup(store).await;
+    let inbox = mailbox_id(store, account, "INBOX").await;
+    let trash = mailbox_id(store, account, "Trash").await;
+    append_labels(store, inbox, &["a", "b", "c", "d"]).await;
+    let start = store.status(inbox).await.unwrap().highest_modseq;
+
+    store.store_flags(inbox, &[2], FlagOp::Add, &flags(system_flag::DELETED, &[]), None).await.unwrap();
+    store.expunge(inbox, None).await.unwrap();
+    let after_expunge = store.status(inbox).await.unwrap().highest_modseq;
+    store.move_messages(inbox, &[4], trash).await.unwrap();
+
+    let all = store.expunged_since(inbox, start).await.unwrap();
+    assert_eq!(all.uids, vec![2, 4], "expunged and moved UIDs both vanish");
+    assert!(all.complete);
+    let later = store.expunged_since(inbox, after_expunge).await.unwrap();
+    assert_eq!(later.uids, vec![4], "only expunges after the given MODSEQ");
+    let none = store.expunged_since(inbox, store.status(inbox).await.unwrap().highest_modseq).await.unwrap();
+    assert!(none.uids.is_empty());
+    assert!(store.expunged_since(trash, 0).await.unwrap().uids.is_empty(), "a copy target loses nothing");
+
+    store.rename_mailbox(account, "INBOX", "Archive").await.unwrap();
+    let renamed = store.expunged_since(inbox, after_expunge).await.unwrap();
+    assert_eq!(renamed.uids, vec![1, 3, 4], "messages moved out by renaming INBOX vanish from it");
 }
 
 pub async fn snapshot_matches_status(store: &dyn MailStore) {

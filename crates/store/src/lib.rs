@@ -104,6 +104,12 @@ pub trait MailStore: Send + Sync + 'static {
     /// them (UID EXPUNGE). Returns the removed UIDs in ascending order.
     async fn expunge(&self, mailbox: MailboxId, uids: Option<&[Uid]>) -> Result<Vec<Uid>>;
 
+    /// Lists the UIDs expunged from the mailbox with a MODSEQ greater than
+    /// `since`, ascending, for QRESYNC's VANISHED (RFC 7162). Old expunge
+    /// records may be pruned; `Vanished::complete` is false when some
+    /// expunges after `since` may be missing from the list.
+    async fn expunged_since(&self, mailbox: MailboxId, since: ModSeq) -> Result<Vanished>;
+
     /// Reads messages' stored data (without bodies), skipping UIDs that
     /// are gone, in the order given.
     async fn messages(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<MessageRecord>>;
@@ -120,6 +126,18 @@ pub trait MailStore: Send + Sync + 'static {
     /// Returns a receiver of the mailbox's highest MODSEQ. It changes after
     /// every committed change to the mailbox's messages.
     fn watch(&self, mailbox: MailboxId) -> watch::Receiver<ModSeq>;
+}
+
+/// The result of [`MailStore::expunged_since`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Vanished {
+    /// Expunged UIDs in ascending order.
+    pub uids: Vec<Uid>,
+    /// False when records old enough to matter were pruned. The caller
+    /// must then treat every UID below UIDNEXT that is not in the mailbox
+    /// as expunged; RFC 5162 section 4.1 allows a server that has
+    /// forgotten expunge MODSEQs to report every expunged UID that way.
+    pub complete: bool,
 }
 
 /// The result of [`MailStore::store_flags`].

@@ -39,6 +39,7 @@ case!(store_flags_unchanged_since);
 case!(copy_shares_bodies);
 case!(move_expunges_source);
 case!(expunge_all_and_by_uid);
+case!(expunged_since_lists_vanished);
 case!(snapshot_matches_status);
 case!(claim_recent_once);
 case!(watch_wakes_on_changes);

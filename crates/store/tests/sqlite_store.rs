@@ -140,3 +140,37 @@ async fn small_write_queue_still_serves_everyone() {
     uids.sort_unstable();
     assert_eq!(uids, (1..=8).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expunge_records_pruned_past_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions { expunged_per_mailbox_max: 2, ..SqliteOptions::default() };
+    let store = SqliteStore::open_with(dir.path(), options).unwrap();
+    let account = store.account("alice", &[]).await.unwrap();
+    let inbox = store.mailbox(account, "INBOX").await.unwrap().unwrap().id;
+    let messages = (0..3).map(|i| message(&i.to_string())).collect();
+    store.append(inbox, messages).await.unwrap();
+    let start = store.status(inbox).await.unwrap().highest_modseq;
+    let deleted = roost_store::Flags { system: roost_store::system_flag::DELETED, keywords: Vec::new() };
+
+    // Two expunges: exactly at the limit, nothing is pruned.
+    let mut after = Vec::new();
+    for uid in [1, 2] {
+        store.store_flags(inbox, &[uid], roost_store::FlagOp::Add, &deleted, None).await.unwrap();
+        store.expunge(inbox, None).await.unwrap();
+        after.push(store.status(inbox).await.unwrap().highest_modseq);
+    }
+    let at_limit = store.expunged_since(inbox, start).await.unwrap();
+    assert_eq!(at_limit.uids, vec![1, 2]);
+    assert!(at_limit.complete);
+
+    // A third expunge is one past the limit, so the oldest record goes.
+    store.store_flags(inbox, &[3], roost_store::FlagOp::Add, &deleted, None).await.unwrap();
+    store.expunge(inbox, None).await.unwrap();
+    let past_limit = store.expunged_since(inbox, start).await.unwrap();
+    assert_eq!(past_limit.uids, vec![2, 3]);
+    assert!(!past_limit.complete, "the record of UID 1 was pruned");
+    let since_first = store.expunged_since(inbox, after[0]).await.unwrap();
+    assert_eq!(since_first.uids, vec![2, 3]);
+    assert!(since_first.complete, "nothing after the first expunge was pruned");
+}

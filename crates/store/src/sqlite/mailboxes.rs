@@ -252,13 +252,20 @@ fn remove_mailbox(conn: &Connection, mailbox: &MailboxRow, effects: &mut Effects
     Ok(())
 }
 
-pub fn rename_mailbox(conn: &Connection, account: AccountId, from: &str, to: &str, effects: &mut Effects) -> Result<()> {
+pub fn rename_mailbox(
+    conn: &Connection,
+    account: AccountId,
+    from: &str,
+    to: &str,
+    expunged_max: u64,
+    effects: &mut Effects,
+) -> Result<()> {
     let source = find_mailbox(conn, account, from)?.ok_or_else(|| StoreError::MailboxNotFound(from.to_owned()))?;
     if find_mailbox(conn, account, to)?.is_some() {
         return Err(StoreError::MailboxExists(to.to_owned()));
     }
     if from == INBOX {
-        return rename_inbox(conn, &source, to, effects);
+        return rename_inbox(conn, &source, to, expunged_max, effects);
     }
     let prefix = format!("{from}{HIERARCHY_SEPARATOR}");
     if to.starts_with(&prefix) {
@@ -304,7 +311,7 @@ fn children(conn: &Connection, account: AccountId, name: &str) -> Result<Vec<Mai
 /// UIDs, flags and MODSEQs under the new mailbox's UIDVALIDITY. `INBOX`
 /// keeps its UIDNEXT and records the moved UIDs as expunged. Mailboxes
 /// below `INBOX` stay where they are, as RFC 3501 RENAME says.
-fn rename_inbox(conn: &Connection, inbox: &MailboxRow, to: &str, effects: &mut Effects) -> Result<()> {
+fn rename_inbox(conn: &Connection, inbox: &MailboxRow, to: &str, expunged_max: u64, effects: &mut Effects) -> Result<()> {
     let target = create_with_parents(conn, inbox.account, to, None)?;
     conn.prepare_cached(
         "UPDATE mailboxes SET uid_next = ?2, highest_modseq = ?3, recent_floor = ?4 WHERE id = ?1",
@@ -319,9 +326,10 @@ fn rename_inbox(conn: &Connection, inbox: &MailboxRow, to: &str, effects: &mut E
     }
     let modseq = super::messages::bump_modseq(conn, inbox.id)?;
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) SELECT mailbox_id, uid, ?2 FROM messages WHERE mailbox_id = ?1",
+        "INSERT INTO expunged (mailbox_id, uid, modseq) SELECT mailbox_id, uid, ?2 FROM messages WHERE mailbox_id = ?1",
     )?
     .execute(params![inbox.id.0, modseq])?;
+    super::messages::prune_expunged(conn, inbox.id, expunged_max)?;
     conn.prepare_cached("UPDATE messages SET mailbox_id = ?2 WHERE mailbox_id = ?1")?
         .execute(params![inbox.id.0, target.0])?;
     effects.changed(inbox.id, modseq);

@@ -13,7 +13,7 @@ use super::mailboxes::{MailboxRow, mailbox_row};
 use super::writer::Effects;
 use crate::{
     Appended, BlobId, Copied, FlagChanges, FlagOp, Flags, InternalDate, MailboxId, MessageEntry, MessageRecord,
-    ModSeq, NewMessage, Result, Snapshot, StoreError, Uid,
+    ModSeq, NewMessage, Result, Snapshot, StoreError, Uid, Vanished,
 };
 
 /// The system flag bits that exist; other bits are dropped.
@@ -182,6 +182,7 @@ pub fn copy(
     uids: &[Uid],
     to: MailboxId,
     remove_source: bool,
+    expunged_max: u64,
     effects: &mut Effects,
 ) -> Result<Copied> {
     let source = mailbox_row(conn, from)?;
@@ -210,7 +211,7 @@ pub fn copy(
 
     if remove_source {
         let source_modseq = bump_modseq(conn, from)?;
-        remove_messages(conn, from, &present, source_modseq)?;
+        remove_messages(conn, from, &present, source_modseq, expunged_max)?;
         effects.changed(from, source_modseq);
     }
     Ok(copied)
@@ -230,17 +231,63 @@ fn existing_uids(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<
 
 /// Deletes messages and records each UID as expunged at `modseq`. Blob
 /// rows left without references are deleted by the writer before commit.
-fn remove_messages(conn: &Connection, mailbox: MailboxId, uids: &[Uid], modseq: ModSeq) -> Result<()> {
+fn remove_messages(conn: &Connection, mailbox: MailboxId, uids: &[Uid], modseq: ModSeq, expunged_max: u64) -> Result<()> {
     let mut delete = conn.prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2")?;
-    let mut record = conn.prepare_cached("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)")?;
+    let mut record = conn.prepare_cached("INSERT INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)")?;
     for &uid in uids {
         delete.execute(params![mailbox.0, uid])?;
         record.execute(params![mailbox.0, uid, modseq])?;
     }
+    prune_expunged(conn, mailbox, expunged_max)
+}
+
+/// Deletes the oldest expunge records beyond `expunged_max` and raises the
+/// mailbox's vanished floor to the highest MODSEQ deleted, so that
+/// [`expunged_since`] can say when its list is incomplete.
+pub fn prune_expunged(conn: &Connection, mailbox: MailboxId, expunged_max: u64) -> Result<()> {
+    let count: u64 = conn
+        .prepare_cached("SELECT expunged FROM mailboxes WHERE id = ?1")?
+        .query_row([mailbox.0], |row| row.get(0))?;
+    let Some(excess) = count.checked_sub(expunged_max).filter(|excess| *excess > 0) else {
+        return Ok(());
+    };
+    let pruned: Option<ModSeq> = conn
+        .prepare_cached(
+            "DELETE FROM expunged WHERE mailbox_id = ?1 AND uid IN \
+             (SELECT uid FROM expunged WHERE mailbox_id = ?1 ORDER BY modseq, uid LIMIT ?2) \
+             RETURNING modseq",
+        )?
+        .query_map(params![mailbox.0, excess], |row| row.get::<_, ModSeq>(0))?
+        .try_fold(None, |highest: Option<ModSeq>, modseq| modseq.map(|modseq| Some(highest.map_or(modseq, |h| h.max(modseq)))))?;
+    if let Some(floor) = pruned {
+        conn.prepare_cached("UPDATE mailboxes SET vanished_floor = max(vanished_floor, ?2) WHERE id = ?1")?
+            .execute(params![mailbox.0, floor])?;
+    }
     Ok(())
 }
 
-pub fn expunge(conn: &Connection, mailbox: MailboxId, uids: Option<&[Uid]>, effects: &mut Effects) -> Result<Vec<Uid>> {
+/// Lists UIDs expunged after `since`; see [`crate::MailStore::expunged_since`].
+pub fn expunged_since(conn: &Connection, mailbox: MailboxId, since: ModSeq) -> Result<Vanished> {
+    let floor: ModSeq = conn
+        .prepare_cached("SELECT vanished_floor FROM mailboxes WHERE id = ?1")?
+        .query_row([mailbox.0], |row| row.get(0))
+        .optional()?
+        .ok_or(StoreError::MailboxGone(mailbox))?;
+    let mut statement =
+        conn.prepare_cached("SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid")?;
+    let uids = statement
+        .query_map(params![mailbox.0, since], |row| row.get(0))?
+        .collect::<rusqlite::Result<Vec<Uid>>>()?;
+    Ok(Vanished { uids, complete: since >= floor })
+}
+
+pub fn expunge(
+    conn: &Connection,
+    mailbox: MailboxId,
+    uids: Option<&[Uid]>,
+    expunged_max: u64,
+    effects: &mut Effects,
+) -> Result<Vec<Uid>> {
     mailbox_row(conn, mailbox)?;
     let deleted = deleted_uids(conn, mailbox)?;
     let doomed: Vec<Uid> = match uids {
@@ -254,7 +301,7 @@ pub fn expunge(conn: &Connection, mailbox: MailboxId, uids: Option<&[Uid]>, effe
         return Ok(doomed);
     }
     let modseq = bump_modseq(conn, mailbox)?;
-    remove_messages(conn, mailbox, &doomed, modseq)?;
+    remove_messages(conn, mailbox, &doomed, modseq, expunged_max)?;
     effects.changed(mailbox, modseq);
     Ok(doomed)
 }

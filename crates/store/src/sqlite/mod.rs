@@ -7,12 +7,13 @@
 //! - `blobs/xx/<id>`: one immutable file per message body, shared by
 //!   copies and removed with its last reference.
 //!
-//! Threads: one writer thread owns the only connection that writes and
-//! commits requests in groups ([`writer`]); reads run on tokio's blocking
-//! pool with a small connection pool ([`readers`]); a poller thread
-//! notices other processes' commits ([`poller`]). No SQLite call runs on
-//! the async reactor, except the single primary-key read in
-//! [`MailStore::watch`] for a mailbox nobody watches yet.
+//! Threads: one writer thread owns the only connection that writes, and
+//! it commits queued requests in groups ([`writer`]). Reads run on tokio's
+//! blocking pool with a small pool of connections ([`readers`]). A poller
+//! thread notices other processes' commits, and a cleanup thread removes
+//! orphaned body files once after open ([`poller`]). No SQLite call runs
+//! on the async reactor, except the single primary-key read in
+//! [`MailStore::watch`] for a mailbox that nobody watches yet.
 //!
 //! Several processes may open one data directory at once (the server and
 //! `roost deliver`); SQLite's locking orders their writes.
@@ -41,7 +42,7 @@ use self::readers::Readers;
 use self::writer::{Writer, WriterLimits};
 use crate::{
     AccountId, Appended, BlobId, ChangeNotifier, Copied, FlagChanges, FlagOp, Flags, MailStore, MailboxId,
-    MailboxInfo, MailboxStatus, MessageRecord, ModSeq, NewMessage, Result, Snapshot, StoreError, Uid,
+    MailboxInfo, MailboxStatus, MessageRecord, ModSeq, NewMessage, Result, Snapshot, StoreError, Uid, Vanished,
 };
 
 pub use self::schema::SCHEMA_VERSION;
@@ -71,6 +72,10 @@ pub struct SqliteOptions {
     pub orphan_grace: Duration,
     /// Longest mailbox name in bytes (UTF-8). Default 1024.
     pub mailbox_name_bytes_max: usize,
+    /// Expunge records kept per mailbox for QRESYNC; the oldest beyond
+    /// this are pruned, and [`MailStore::expunged_since`] then reports its
+    /// list as incomplete for older MODSEQs. Default 100 000.
+    pub expunged_per_mailbox_max: u64,
 }
 
 impl Default for SqliteOptions {
@@ -83,6 +88,7 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(10),
             orphan_grace: Duration::from_secs(3600),
             mailbox_name_bytes_max: 1024,
+            expunged_per_mailbox_max: 100_000,
         }
     }
 }
@@ -120,6 +126,7 @@ impl SqliteStore {
         schema::migrate(&mut write_conn)?;
         let peek = schema::connect(&index, options.busy_timeout)?;
         let poll_conn = schema::connect(&index, options.busy_timeout)?;
+        let cleanup_conn = schema::connect(&index, options.busy_timeout)?;
 
         let notifier = Arc::new(ChangeNotifier::new());
         let limits = WriterLimits { queue_max: options.write_queue_max, batch_max: options.write_batch_max };
@@ -129,7 +136,7 @@ impl SqliteStore {
             blobs: blobs.clone(),
             orphan_grace: options.orphan_grace,
         };
-        let poller = Poller::start(poll_conn, notifier.clone(), settings)?;
+        let poller = Poller::start(poll_conn, cleanup_conn, notifier.clone(), settings)?;
         let readers = Arc::new(Readers::new(PathBuf::from(&index), options.busy_timeout, options.readers_max));
         tracing::info!(dir = %dir.display(), "opened mail store");
         Ok(SqliteStore { poller, writer, readers, blobs, notifier, peek: Mutex::new(peek), options })
@@ -243,8 +250,9 @@ impl MailStore for SqliteStore {
     async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
         let from = self.canonical(from)?;
         let to = self.canonical(to)?;
+        let expunged_max = self.options.expunged_per_mailbox_max;
         self.writer
-            .run(move |conn, effects| mailboxes::rename_mailbox(conn, account, &from, &to, effects))
+            .run(move |conn, effects| mailboxes::rename_mailbox(conn, account, &from, &to, expunged_max, effects))
             .await
     }
 
@@ -302,23 +310,30 @@ impl MailStore for SqliteStore {
 
     async fn copy(&self, from: MailboxId, uids: &[Uid], to: MailboxId) -> Result<Copied> {
         let uids = uids.to_vec();
+        let expunged_max = self.options.expunged_per_mailbox_max;
         self.writer
-            .run(move |conn, effects| messages::copy(conn, from, &uids, to, false, effects))
+            .run(move |conn, effects| messages::copy(conn, from, &uids, to, false, expunged_max, effects))
             .await
     }
 
     async fn move_messages(&self, from: MailboxId, uids: &[Uid], to: MailboxId) -> Result<Copied> {
         let uids = uids.to_vec();
+        let expunged_max = self.options.expunged_per_mailbox_max;
         self.writer
-            .run(move |conn, effects| messages::copy(conn, from, &uids, to, true, effects))
+            .run(move |conn, effects| messages::copy(conn, from, &uids, to, true, expunged_max, effects))
             .await
     }
 
     async fn expunge(&self, mailbox: MailboxId, uids: Option<&[Uid]>) -> Result<Vec<Uid>> {
         let uids = uids.map(<[Uid]>::to_vec);
+        let expunged_max = self.options.expunged_per_mailbox_max;
         self.writer
-            .run(move |conn, effects| messages::expunge(conn, mailbox, uids.as_deref(), effects))
+            .run(move |conn, effects| messages::expunge(conn, mailbox, uids.as_deref(), expunged_max, effects))
             .await
+    }
+
+    async fn expunged_since(&self, mailbox: MailboxId, since: ModSeq) -> Result<Vanished> {
+        self.readers.run(move |conn| messages::expunged_since(conn, mailbox, since)).await
     }
 
     async fn messages(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<MessageRecord>> {

@@ -1,5 +1,5 @@
-//! The background thread that notices other processes' commits and
-//! removes orphaned body files.
+//! The background threads: one notices other processes' commits, and one
+//! removes orphaned body files once after open.
 //!
 //! `roost deliver` runs as its own process on the same data directory, so
 //! its commits never pass through this process's writer. SQLite's
@@ -8,6 +8,7 @@
 //! does the thread read the highest MODSEQ of each watched mailbox.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -18,53 +19,68 @@ use super::blobs::BlobDir;
 use super::mailboxes::highest_modseq;
 use crate::{BlobId, ChangeNotifier, Result};
 
-/// Settings of the poller thread.
+/// Settings of the background threads.
 pub struct PollerSettings {
     pub interval: Duration,
     pub blobs: BlobDir,
     pub orphan_grace: Duration,
 }
 
-/// The handle to the poller thread; dropping it stops and joins the thread.
+/// The handle to the background threads; dropping it stops and joins them.
 pub struct Poller {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    stop_polling: Option<mpsc::Sender<()>>,
+    stop_cleanup: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Poller {
-    pub fn start(conn: Connection, notifier: Arc<ChangeNotifier>, settings: PollerSettings) -> Result<Self> {
-        let (stop, stopped) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("roost-store-poller".into())
-            .spawn(move || {
-                remove_orphans(&conn, &settings, &stopped);
-                poll_loop(&conn, &notifier, settings.interval, &stopped);
-            })?;
-        Ok(Self { stop: Some(stop), thread: Some(thread) })
+    /// Starts the threads. The cleanup runs on its own thread because a
+    /// large store has millions of body files to check, and notifications
+    /// must not wait for that.
+    pub fn start(
+        poll_conn: Connection,
+        cleanup_conn: Connection,
+        notifier: Arc<ChangeNotifier>,
+        settings: PollerSettings,
+    ) -> Result<Self> {
+        let (stop_polling, stopped) = mpsc::channel();
+        let stop_cleanup = Arc::new(AtomicBool::new(false));
+        let mut poller = Self { stop_polling: Some(stop_polling), stop_cleanup: stop_cleanup.clone(), threads: Vec::new() };
+
+        let interval = settings.interval;
+        poller.threads.push(
+            std::thread::Builder::new()
+                .name("roost-store-poller".into())
+                .spawn(move || poll_loop(&poll_conn, &notifier, interval, &stopped))?,
+        );
+        poller.threads.push(
+            std::thread::Builder::new()
+                .name("roost-store-cleanup".into())
+                .spawn(move || remove_orphans(&cleanup_conn, &settings, &stop_cleanup))?,
+        );
+        Ok(poller)
     }
 }
 
 impl Drop for Poller {
     fn drop(&mut self) {
-        // Dropping the sender wakes the thread from its wait at once.
-        self.stop = None;
-        if let Some(thread) = self.thread.take() {
+        // Dropping the sender wakes the poller from its wait at once; the
+        // cleanup checks its flag between folders.
+        self.stop_polling = None;
+        self.stop_cleanup.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
             if thread.join().is_err() {
-                tracing::error!("store poller thread panicked");
+                tracing::error!("store background thread panicked");
             }
         }
     }
 }
 
-fn is_stopped(stopped: &mpsc::Receiver<()>) -> bool {
-    matches!(stopped.try_recv(), Err(mpsc::TryRecvError::Disconnected) | Ok(()))
-}
-
-fn remove_orphans(conn: &Connection, settings: &PollerSettings, stopped: &mpsc::Receiver<()>) {
+fn remove_orphans(conn: &Connection, settings: &PollerSettings, stop: &AtomicBool) {
     let is_referenced = |id: BlobId| -> Result<bool> {
         Ok(conn.prepare_cached("SELECT 1 FROM blobs WHERE id = ?1")?.exists([id.0])?)
     };
-    match settings.blobs.remove_orphans(settings.orphan_grace, is_referenced, || is_stopped(stopped)) {
+    match settings.blobs.remove_orphans(settings.orphan_grace, is_referenced, || stop.load(Ordering::Relaxed)) {
         Ok(0) => {}
         Ok(removed) => tracing::info!(removed, "removed unreferenced message body files"),
         Err(err) => tracing::warn!(error = %err, "failed to remove unreferenced message body files"),

@@ -1,7 +1,7 @@
 //! The index schema and the connection settings every connection uses.
 //!
-//! Counters that STATUS reports (messages, unseen, deleted, size) and blob
-//! reference counts are kept by triggers, so no write path can forget them
+//! Counters that STATUS reports (messages, unseen, deleted, size), the
+//! count of expunge records and blob reference counts are kept by triggers, so no write path can forget them
 //! and STATUS reads one row.
 
 use std::path::Path;
@@ -34,6 +34,9 @@ CREATE TABLE mailboxes (
     uid_next       INTEGER NOT NULL DEFAULT 1,
     highest_modseq INTEGER NOT NULL DEFAULT 1,
     recent_floor   INTEGER NOT NULL DEFAULT 1,
+    -- Expunge records with a MODSEQ at or below this may have been pruned.
+    vanished_floor INTEGER NOT NULL DEFAULT 0,
+    expunged       INTEGER NOT NULL DEFAULT 0,
     special_use    TEXT,
     messages       INTEGER NOT NULL DEFAULT 0,
     unseen         INTEGER NOT NULL DEFAULT 0,
@@ -72,6 +75,14 @@ CREATE TABLE expunged (
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE INDEX expunged_modseq ON expunged (mailbox_id, modseq);
+
+CREATE TRIGGER expunged_counted_insert AFTER INSERT ON expunged BEGIN
+    UPDATE mailboxes SET expunged = expunged + 1 WHERE id = NEW.mailbox_id;
+END;
+
+CREATE TRIGGER expunged_counted_delete AFTER DELETE ON expunged BEGIN
+    UPDATE mailboxes SET expunged = expunged - 1 WHERE id = OLD.mailbox_id;
+END;
 
 CREATE TABLE subscriptions (
     account_id INTEGER NOT NULL REFERENCES accounts(id),
