@@ -1,0 +1,82 @@
+//! The `roost serve` command: logging, the tokio runtime, the shutdown
+//! signal and the call into the server.
+//!
+//! This module owns process-level concerns only. Listeners, sessions and
+//! delivery belong to `roost_server`.
+
+use std::future::Future;
+
+use roost_server::config::Config;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+use crate::CliError;
+use crate::config::{LOG_LEVEL_DEFAULT, Settings};
+
+/// Starts logging to stderr. The filter comes from `--log-level`, else
+/// `RUST_LOG`, else the config file's `log_level`, else `info`.
+pub fn init_logging(flag: Option<&str>, from_file: Option<&str>) -> Result<(), CliError> {
+    let from_environment = std::env::var("RUST_LOG").ok().filter(|text| !text.trim().is_empty());
+    let (source, directives) = match (flag, from_environment, from_file) {
+        (Some(flag), _, _) => ("--log-level", flag.to_owned()),
+        (None, Some(environment), _) => ("RUST_LOG", environment),
+        (None, None, Some(file)) => ("log_level", file.to_owned()),
+        (None, None, None) => ("default", LOG_LEVEL_DEFAULT.to_owned()),
+    };
+    let filter = EnvFilter::try_new(&directives)
+        .map_err(|err| CliError::Usage(format!("{source}: invalid log filter \"{directives}\": {err}")))?;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .init();
+    Ok(())
+}
+
+/// Runs the server until SIGTERM or SIGINT and its graceful shutdown end.
+pub fn run(settings: Settings) -> Result<(), CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| CliError::Runtime(format!("starting the tokio runtime failed: {err}")))?;
+
+    runtime.block_on(async move {
+        let shutdown = shutdown_signal().map_err(|err| CliError::Runtime(format!("installing signal handlers failed: {err}")))?;
+        let config = settings.server;
+        info!(
+            data_dir = %config.data_dir.display(),
+            imap_listen = ?config.imap_listen,
+            lmtp_listen = ?config.lmtp_listen,
+            "starting roost {}",
+            env!("CARGO_PKG_VERSION")
+        );
+        start_server(config, shutdown)
+            .await
+            .map_err(|err| CliError::Runtime(format!("{err:#}")))?;
+        info!("stopped");
+        Ok(())
+    })
+}
+
+/// Returns a future that completes on the first SIGTERM or SIGINT. The
+/// handlers are installed before it returns, so a signal that arrives
+/// during start-up is not lost.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => info!("received SIGTERM; shutting down"),
+            _ = interrupt.recv() => info!("received SIGINT; shutting down"),
+        }
+    })
+}
+
+/// Runs the server with `config` until `shutdown` completes.
+// TODO(serve): call roost_server::serve(config, shutdown) once it exists;
+// until then `roost serve` validates its settings and fails with exit code 1.
+async fn start_server(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    drop(shutdown);
+    let _ = config;
+    anyhow::bail!("the server is not available in this build: roost_server::serve is missing")
+}
