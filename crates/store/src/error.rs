@@ -25,7 +25,9 @@ pub enum StoreError {
     BlobNotFound(BlobId),
     /// The data directory was written by a newer build whose schema this
     /// build cannot read.
-    #[error("database schema version {found} is newer than the supported version {supported}; upgrade Roost")]
+    #[error(
+        "database schema version {found} is newer than the supported version {supported}; upgrade Roost"
+    )]
     SchemaTooNew { found: i64, supported: i64 },
     /// The store's writer thread has stopped, so no change can be made.
     #[error("store is closed")]

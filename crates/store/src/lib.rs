@@ -6,9 +6,10 @@
 //! bodies in files; a PostgreSQL back end will implement the same trait.
 //! Every back end passes the conformance suite in [`conformance`].
 //!
-//! The store knows nothing of IMAP syntax, sessions, sequence numbers or
-//! sockets, and it never parses MIME: derived data arrives opaque in
-//! [`NewMessage::derived`].
+//! **Architecture Invariant:** the store handles no IMAP syntax, sessions,
+//! message sequence numbers or sockets, and it never parses MIME.
+//! Derived data arrives opaque in [`NewMessage::derived`]. Sequence numbers
+//! are the session's business, computed from a [`Snapshot`].
 
 pub mod conformance;
 mod error;
@@ -51,7 +52,12 @@ pub trait MailStore: Send + Sync + 'static {
 
     /// Creates a mailbox; parents that do not exist are created too
     /// (RFC 3501 CREATE). Fails with `MailboxExists` if it exists.
-    async fn create_mailbox(&self, account: AccountId, name: &str, special_use: Option<&str>) -> Result<MailboxId>;
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<&str>,
+    ) -> Result<MailboxId>;
 
     /// Deletes a mailbox and its messages. Children are kept (RFC 3501
     /// DELETE); deleting `INBOX` fails with `Forbidden`.
@@ -106,7 +112,7 @@ pub trait MailStore: Send + Sync + 'static {
 
     /// Lists the UIDs expunged from the mailbox with a MODSEQ greater than
     /// `since`, ascending, for QRESYNC's VANISHED (RFC 7162). Old expunge
-    /// records may be pruned; `Vanished::complete` is false when some
+    /// records may be pruned, so `Vanished::complete` is false when some
     /// expunges after `since` may be missing from the list.
     async fn expunged_since(&self, mailbox: MailboxId, since: ModSeq) -> Result<Vanished>;
 
@@ -124,7 +130,9 @@ pub trait MailStore: Send + Sync + 'static {
     async fn claim_recent(&self, mailbox: MailboxId) -> Result<Vec<Uid>>;
 
     /// Returns a receiver of the mailbox's highest MODSEQ. It changes after
-    /// every committed change to the mailbox's messages.
+    /// every committed change to the mailbox's messages, and also when the
+    /// mailbox is deleted. Call it before taking the snapshot it guards, so
+    /// that no change falls between the two.
     fn watch(&self, mailbox: MailboxId) -> watch::Receiver<ModSeq>;
 }
 
@@ -135,7 +143,7 @@ pub struct Vanished {
     pub uids: Vec<Uid>,
     /// False when records old enough to matter were pruned. The caller
     /// must then treat every UID below UIDNEXT that is not in the mailbox
-    /// as expunged; RFC 5162 section 4.1 allows a server that has
+    /// as expunged. RFC 5162 section 4.1 allows a server that has
     /// forgotten expunge MODSEQs to report every expunged UID that way.
     pub complete: bool,
 }

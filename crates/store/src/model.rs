@@ -9,7 +9,7 @@ use std::sync::Arc;
 pub struct AccountId(pub u64);
 
 /// A mailbox's id inside one store. Ids are never reused, so a session that
-/// holds an id of a deleted mailbox gets `StoreError::MailboxNotFound`
+/// holds an id of a deleted mailbox gets `StoreError::MailboxGone`
 /// rather than another mailbox's messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MailboxId(pub u64);
@@ -42,8 +42,9 @@ pub mod system_flag {
 pub struct Flags {
     /// Bits from [`system_flag`].
     pub system: u8,
-    /// Keywords (RFC 3501 `flag-keyword`), sorted and without duplicates.
-    /// Compared case-insensitively by the protocol layer; stored as first seen.
+    /// Keywords (RFC 3501 `flag-keyword`). The store treats keywords that
+    /// differ only in ASCII case as one, keeps the first spelling it saw,
+    /// and returns them sorted by their lowercase form.
     pub keywords: Vec<Arc<str>>,
 }
 

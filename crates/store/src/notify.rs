@@ -28,11 +28,15 @@ impl ChangeNotifier {
         Self::default()
     }
 
-    /// Returns a receiver of the mailbox's highest MODSEQ. When nobody
-    /// watches the mailbox yet, `current` reads its value; it runs under
+    /// Returns a receiver of the mailbox's highest MODSEQ. When the mailbox
+    /// has no channel yet, `current` reads its value. `current` runs under
     /// the notifier's lock so that no `publish` falls between that read
     /// and the new channel.
-    pub fn subscribe(&self, mailbox: MailboxId, current: impl FnOnce() -> ModSeq) -> watch::Receiver<ModSeq> {
+    pub fn subscribe(
+        &self,
+        mailbox: MailboxId,
+        current: impl FnOnce() -> ModSeq,
+    ) -> watch::Receiver<ModSeq> {
         let mut senders = self.lock();
         if let Some(sender) = senders.get(&mailbox) {
             return sender.subscribe();
@@ -63,19 +67,24 @@ impl ChangeNotifier {
         });
     }
 
-    /// Returns each watched mailbox with the value its receivers hold,
-    /// after removing mailboxes that nobody watches any more.
+    /// Returns each watched mailbox with its receivers' current value,
+    /// after removing channels that have no receiver left.
     pub fn watched(&self) -> Vec<(MailboxId, ModSeq)> {
         let mut senders = self.lock();
         senders.retain(|_, sender| sender.receiver_count() > 0);
-        senders.iter().map(|(id, sender)| (*id, *sender.borrow())).collect()
+        senders
+            .iter()
+            .map(|(id, sender)| (*id, *sender.borrow()))
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MailboxId, watch::Sender<ModSeq>>> {
         // A panic while the lock was held cannot leave the map inconsistent
         // (every update is a single insert, remove or send), so a poisoned
         // lock is still safe to use.
-        self.senders.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.senders
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -108,7 +117,9 @@ mod tests {
     fn second_subscriber_shares_channel() {
         let notifier = ChangeNotifier::new();
         let _first = notifier.subscribe(MailboxId(1), || 3);
-        let second = notifier.subscribe(MailboxId(1), || panic!("value must come from the live channel"));
+        let second = notifier.subscribe(MailboxId(1), || {
+            panic!("value must come from the live channel")
+        });
         assert_eq!(*second.borrow(), 3);
     }
 }

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use roost_store::MailStore;
 use roost_store::conformance;
 use roost_store::sqlite::SqliteStore;
-use roost_store::MailStore;
 use tempfile::TempDir;
 
 fn fresh() -> (TempDir, SqliteStore) {

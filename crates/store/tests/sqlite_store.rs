@@ -23,7 +23,12 @@ fn body_files(dir: &Path) -> Vec<std::path::PathBuf> {
 
 fn age(path: &Path) {
     let old = SystemTime::now() - Duration::from_secs(2 * 3600);
-    File::options().write(true).open(path).unwrap().set_modified(old).unwrap();
+    File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,9 +64,15 @@ async fn open_removes_old_orphan_bodies() {
     }
     assert!(!orphan.exists(), "an old unreferenced body must be removed");
     assert!(!temp.exists(), "an old temporary file must be removed");
-    assert!(recent.exists(), "a recent unreferenced body may still be committed");
+    assert!(
+        recent.exists(),
+        "a recent unreferenced body may still be committed"
+    );
     assert!(kept_file.exists(), "a referenced body must stay");
-    assert_eq!(&store.read_raw(referenced).await.unwrap()[..], &message("kept").raw[..]);
+    assert_eq!(
+        &store.read_raw(referenced).await.unwrap()[..],
+        &message("kept").raw[..]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,11 +80,20 @@ async fn newer_schema_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     drop(SqliteStore::open(dir.path()).unwrap());
     let conn = rusqlite::Connection::open(dir.path().join("index.sqlite")).unwrap();
-    conn.pragma_update(None, "user_version", roost_store::sqlite::SCHEMA_VERSION + 1).unwrap();
+    conn.pragma_update(
+        None,
+        "user_version",
+        roost_store::sqlite::SCHEMA_VERSION + 1,
+    )
+    .unwrap();
     drop(conn);
 
     let opened = SqliteStore::open(dir.path());
-    assert!(matches!(opened, Err(StoreError::SchemaTooNew { .. })), "{:?}", opened.err());
+    assert!(
+        matches!(opened, Err(StoreError::SchemaTooNew { .. })),
+        "{:?}",
+        opened.err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,8 +105,15 @@ async fn failed_append_leaves_no_body_files() {
     store.delete_mailbox(account, "Doomed").await.unwrap();
 
     let appended = store.append(doomed, vec![message("a"), message("b")]).await;
-    assert!(matches!(appended, Err(StoreError::MailboxGone(_))), "{appended:?}");
-    assert!(body_files(dir.path()).is_empty(), "left behind: {:?}", body_files(dir.path()));
+    assert!(
+        matches!(appended, Err(StoreError::MailboxGone(_))),
+        "{appended:?}"
+    );
+    assert!(
+        body_files(dir.path()).is_empty(),
+        "left behind: {:?}",
+        body_files(dir.path())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,20 +125,36 @@ async fn expunged_body_file_is_removed() {
     store.append(inbox, vec![message("a")]).await.unwrap();
     assert_eq!(body_files(dir.path()).len(), 1);
 
-    let deleted = roost_store::Flags { system: roost_store::system_flag::DELETED, keywords: Vec::new() };
-    store.store_flags(inbox, &[1], roost_store::FlagOp::Add, &deleted, None).await.unwrap();
+    let deleted = roost_store::Flags {
+        system: roost_store::system_flag::DELETED,
+        keywords: Vec::new(),
+    };
+    store
+        .store_flags(inbox, &[1], roost_store::FlagOp::Add, &deleted, None)
+        .await
+        .unwrap();
     store.expunge(inbox, None).await.unwrap();
-    assert!(body_files(dir.path()).is_empty(), "left behind: {:?}", body_files(dir.path()));
+    assert!(
+        body_files(dir.path()).is_empty(),
+        "left behind: {:?}",
+        body_files(dir.path())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mailbox_name_length_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let options = SqliteOptions { mailbox_name_bytes_max: 16, ..SqliteOptions::default() };
+    let options = SqliteOptions {
+        mailbox_name_bytes_max: 16,
+        ..SqliteOptions::default()
+    };
     let store = SqliteStore::open_with(dir.path(), options).unwrap();
     let account = store.account("alice", &[]).await.unwrap();
 
-    store.create_mailbox(account, &"a".repeat(16), None).await.expect("a name at the limit is accepted");
+    store
+        .create_mailbox(account, &"a".repeat(16), None)
+        .await
+        .expect("a name at the limit is accepted");
     let past = store.create_mailbox(account, &"b".repeat(17), None).await;
     assert!(matches!(past, Err(StoreError::Invalid(_))), "{past:?}");
 }
@@ -119,7 +162,12 @@ async fn mailbox_name_length_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_write_queue_still_serves_everyone() {
     let dir = tempfile::tempdir().unwrap();
-    let options = SqliteOptions { write_queue_max: 1, write_batch_max: 1, readers_max: 1, ..SqliteOptions::default() };
+    let options = SqliteOptions {
+        write_queue_max: 1,
+        write_batch_max: 1,
+        readers_max: 1,
+        ..SqliteOptions::default()
+    };
     let store = Arc::new(SqliteStore::open_with(dir.path(), options).unwrap());
     let account = store.account("alice", &[]).await.unwrap();
     let inbox = store.mailbox(account, "INBOX").await.unwrap().unwrap().id;
@@ -128,7 +176,10 @@ async fn small_write_queue_still_serves_everyone() {
     for task in 0..8 {
         let store = store.clone();
         tasks.spawn(async move {
-            let appended = store.append(inbox, vec![message(&format!("{task}"))]).await.unwrap();
+            let appended = store
+                .append(inbox, vec![message(&format!("{task}"))])
+                .await
+                .unwrap();
             store.snapshot(inbox).await.unwrap();
             appended[0].uid
         });
@@ -144,19 +195,28 @@ async fn small_write_queue_still_serves_everyone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expunge_records_pruned_past_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let options = SqliteOptions { expunged_per_mailbox_max: 2, ..SqliteOptions::default() };
+    let options = SqliteOptions {
+        expunged_per_mailbox_max: 2,
+        ..SqliteOptions::default()
+    };
     let store = SqliteStore::open_with(dir.path(), options).unwrap();
     let account = store.account("alice", &[]).await.unwrap();
     let inbox = store.mailbox(account, "INBOX").await.unwrap().unwrap().id;
     let messages = (0..3).map(|i| message(&i.to_string())).collect();
     store.append(inbox, messages).await.unwrap();
     let start = store.status(inbox).await.unwrap().highest_modseq;
-    let deleted = roost_store::Flags { system: roost_store::system_flag::DELETED, keywords: Vec::new() };
+    let deleted = roost_store::Flags {
+        system: roost_store::system_flag::DELETED,
+        keywords: Vec::new(),
+    };
 
     // Two expunges: exactly at the limit, nothing is pruned.
     let mut after = Vec::new();
     for uid in [1, 2] {
-        store.store_flags(inbox, &[uid], roost_store::FlagOp::Add, &deleted, None).await.unwrap();
+        store
+            .store_flags(inbox, &[uid], roost_store::FlagOp::Add, &deleted, None)
+            .await
+            .unwrap();
         store.expunge(inbox, None).await.unwrap();
         after.push(store.status(inbox).await.unwrap().highest_modseq);
     }
@@ -165,12 +225,18 @@ async fn expunge_records_pruned_past_limit() {
     assert!(at_limit.complete);
 
     // A third expunge is one past the limit, so the oldest record goes.
-    store.store_flags(inbox, &[3], roost_store::FlagOp::Add, &deleted, None).await.unwrap();
+    store
+        .store_flags(inbox, &[3], roost_store::FlagOp::Add, &deleted, None)
+        .await
+        .unwrap();
     store.expunge(inbox, None).await.unwrap();
     let past_limit = store.expunged_since(inbox, start).await.unwrap();
     assert_eq!(past_limit.uids, vec![2, 3]);
     assert!(!past_limit.complete, "the record of UID 1 was pruned");
     let since_first = store.expunged_since(inbox, after[0]).await.unwrap();
     assert_eq!(since_first.uids, vec![2, 3]);
-    assert!(since_first.complete, "nothing after the first expunge was pruned");
+    assert!(
+        since_first.complete,
+        "nothing after the first expunge was pruned"
+    );
 }

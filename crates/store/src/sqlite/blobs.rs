@@ -3,10 +3,10 @@
 //! A body is written to a temporary file, synced, linked to its final name
 //! and its folder synced, all before the index row that references it is
 //! committed. A crash at any point therefore leaves at most a file that no
-//! row references; [`BlobDir::remove_orphans`] deletes those.
+//! row references, and [`BlobDir::remove_orphans`] deletes those.
 //!
-//! This module knows file names and durability, not the index schema: the
-//! caller says which ids are referenced.
+//! This module handles file names and durability, not the index schema.
+//! The caller decides which ids are referenced.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -29,10 +29,8 @@ impl BlobDir {
     /// Opens or creates `root` and its subfolders, syncing each new folder.
     pub fn open(root: PathBuf) -> Result<Self> {
         let created = create_dir(&root)?;
-        if created {
-            if let Some(parent) = root.parent() {
-                sync_dir(parent)?;
-            }
+        if created && let Some(parent) = root.parent() {
+            sync_dir(parent)?;
         }
         let mut any_created = false;
         for fanout in 0..=255u8 {
@@ -45,7 +43,9 @@ impl BlobDir {
     }
 
     pub fn path(&self, id: BlobId) -> PathBuf {
-        self.root.join(format!("{:02x}", id.0 & 0xff)).join(format!("{:016x}", id.0))
+        self.root
+            .join(format!("{:02x}", id.0 & 0xff))
+            .join(format!("{:016x}", id.0))
     }
 
     /// Writes `bytes` under a new random id and makes the file and its
@@ -65,7 +65,7 @@ impl BlobDir {
             }
 
             // A hard link fails rather than replaces when the name exists,
-            // which a rename would not; the id is then drawn again.
+            // which a rename would not. The id is then drawn again.
             let linked = fs::hard_link(&temp, &path);
             let _ = fs::remove_file(&temp);
             match linked {
@@ -106,7 +106,9 @@ impl BlobDir {
         mut is_referenced: impl FnMut(BlobId) -> Result<bool>,
         stop: impl Fn() -> bool,
     ) -> Result<u64> {
-        let cutoff = SystemTime::now().checked_sub(grace).unwrap_or(SystemTime::UNIX_EPOCH);
+        let cutoff = SystemTime::now()
+            .checked_sub(grace)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut removed = 0;
         for fanout in 0..=255u8 {
             if stop() {
@@ -162,7 +164,9 @@ fn random_id() -> io::Result<BlobId> {
     while filled < bytes.len() {
         // SAFETY: the pointer and length describe the unfilled tail of
         // `bytes`, which outlives the call.
-        let n = unsafe { libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0) };
+        let n = unsafe {
+            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
+        };
         if n < 0 {
             let err = io::Error::last_os_error();
             if err.kind() == io::ErrorKind::Interrupted {
@@ -198,7 +202,12 @@ mod tests {
         let fresh = blobs.write(b"fresh").unwrap();
         let old = SystemTime::now() - Duration::from_secs(3600);
         for id in [kept, orphan] {
-            File::options().write(true).open(blobs.path(id)).unwrap().set_modified(old).unwrap();
+            File::options()
+                .write(true)
+                .open(blobs.path(id))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
         }
 
         let removed = blobs
@@ -215,6 +224,9 @@ mod tests {
     fn read_missing_is_not_found() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = BlobDir::open(dir.path().join("blobs")).unwrap();
-        assert!(matches!(blobs.read(BlobId(42)), Err(StoreError::BlobNotFound(BlobId(42)))));
+        assert!(matches!(
+            blobs.read(BlobId(42)),
+            Err(StoreError::BlobNotFound(BlobId(42)))
+        ));
     }
 }

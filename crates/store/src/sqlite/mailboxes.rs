@@ -6,7 +6,10 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::writer::Effects;
-use crate::{AccountId, HIERARCHY_SEPARATOR, MailboxId, MailboxInfo, MailboxStatus, ModSeq, Result, StoreError, Uid};
+use crate::{
+    AccountId, HIERARCHY_SEPARATOR, MailboxId, MailboxInfo, MailboxStatus, ModSeq, Result,
+    StoreError, Uid,
+};
 
 const INBOX: &str = "INBOX";
 
@@ -23,7 +26,8 @@ pub struct MailboxRow {
 }
 
 impl MailboxRow {
-    const COLUMNS: &str = "id, account_id, name, uid_validity, uid_next, highest_modseq, recent_floor, special_use";
+    const COLUMNS: &str =
+        "id, account_id, name, uid_validity, uid_next, highest_modseq, recent_floor, special_use";
 
     fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
@@ -66,7 +70,9 @@ pub fn canonical_name(name: &str, bytes_max: usize) -> Result<String> {
         )));
     }
     if name.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(format!("mailbox name {name:?} contains a control character")));
+        return Err(StoreError::Invalid(format!(
+            "mailbox name {name:?} contains a control character"
+        )));
     }
     if name.split(HIERARCHY_SEPARATOR).any(str::is_empty) {
         return Err(StoreError::Invalid(format!(
@@ -88,7 +94,8 @@ pub fn canonical_name(name: &str, bytes_max: usize) -> Result<String> {
 
 /// Returns the names of the levels above `name`, outermost first.
 fn parents(name: &str) -> impl Iterator<Item = &str> {
-    name.match_indices(HIERARCHY_SEPARATOR).map(|(at, _)| &name[..at])
+    name.match_indices(HIERARCHY_SEPARATOR)
+        .map(|(at, _)| &name[..at])
 }
 
 pub fn find_account(conn: &Connection, name: &str) -> Result<Option<AccountId>> {
@@ -126,25 +133,39 @@ pub fn ensure_account(
 }
 
 pub fn delete_account(conn: &Connection, name: &str, effects: &mut Effects) -> Result<()> {
-    let account = find_account(conn, name)?.ok_or_else(|| StoreError::AccountNotFound(name.to_owned()))?;
+    let account =
+        find_account(conn, name)?.ok_or_else(|| StoreError::AccountNotFound(name.to_owned()))?;
     for mailbox in list_mailboxes(conn, account)? {
         remove_mailbox(conn, &mailbox, effects)?;
     }
-    conn.execute("DELETE FROM subscriptions WHERE account_id = ?1", [account.0])?;
+    conn.execute(
+        "DELETE FROM subscriptions WHERE account_id = ?1",
+        [account.0],
+    )?;
     conn.execute("DELETE FROM accounts WHERE id = ?1", [account.0])?;
     Ok(())
 }
 
 pub fn list_mailboxes(conn: &Connection, account: AccountId) -> Result<Vec<MailboxRow>> {
-    let sql = format!("SELECT {} FROM mailboxes WHERE account_id = ?1 ORDER BY name", MailboxRow::COLUMNS);
+    let sql = format!(
+        "SELECT {} FROM mailboxes WHERE account_id = ?1 ORDER BY name",
+        MailboxRow::COLUMNS
+    );
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map([account.0], MailboxRow::from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Looks up a mailbox by canonical name.
-pub fn find_mailbox(conn: &Connection, account: AccountId, name: &str) -> Result<Option<MailboxRow>> {
-    let sql = format!("SELECT {} FROM mailboxes WHERE account_id = ?1 AND name = ?2", MailboxRow::COLUMNS);
+pub fn find_mailbox(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+) -> Result<Option<MailboxRow>> {
+    let sql = format!(
+        "SELECT {} FROM mailboxes WHERE account_id = ?1 AND name = ?2",
+        MailboxRow::COLUMNS
+    );
     let row = conn
         .prepare_cached(&sql)?
         .query_row(params![account.0, name], MailboxRow::from_row)
@@ -152,9 +173,12 @@ pub fn find_mailbox(conn: &Connection, account: AccountId, name: &str) -> Result
     Ok(row)
 }
 
-/// Looks up a mailbox by id; a deleted one is `MailboxGone`.
+/// Looks up a mailbox by id. A deleted one is `MailboxGone`.
 pub fn mailbox_row(conn: &Connection, id: MailboxId) -> Result<MailboxRow> {
-    let sql = format!("SELECT {} FROM mailboxes WHERE id = ?1", MailboxRow::COLUMNS);
+    let sql = format!(
+        "SELECT {} FROM mailboxes WHERE id = ?1",
+        MailboxRow::COLUMNS
+    );
     conn.prepare_cached(&sql)?
         .query_row([id.0], MailboxRow::from_row)
         .optional()?
@@ -171,9 +195,9 @@ pub fn highest_modseq(conn: &Connection, id: MailboxId) -> Result<Option<ModSeq>
 }
 
 /// Draws the UIDVALIDITY for a new mailbox: the current time in seconds,
-/// or one more than the last value drawn if that is not smaller, so every
-/// mailbox incarnation in this store gets a distinct value even when a
-/// name is deleted and created again within one second.
+/// or one more than the last value drawn if that is not smaller. Every
+/// mailbox incarnation in this store thus gets a distinct value, even
+/// when a name is deleted and created again within one second.
 fn next_uid_validity(conn: &Connection) -> Result<u32> {
     let last: Option<u32> = conn
         .prepare_cached("SELECT value FROM meta WHERE key = 'uid_validity_last'")?
@@ -184,17 +208,24 @@ fn next_uid_validity(conn: &Connection) -> Result<u32> {
         .map(|elapsed| u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX))
         .unwrap_or(1);
     let next = match last {
-        Some(last) if last >= now => last
-            .checked_add(1)
-            .ok_or_else(|| StoreError::Invalid("no UIDVALIDITY values are left in this store".into()))?,
+        Some(last) if last >= now => last.checked_add(1).ok_or_else(|| {
+            StoreError::Invalid("no UIDVALIDITY values are left in this store".into())
+        })?,
         _ => now.max(1),
     };
-    conn.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('uid_validity_last', ?1)")?
-        .execute([next])?;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('uid_validity_last', ?1)",
+    )?
+    .execute([next])?;
     Ok(next)
 }
 
-fn insert_mailbox(conn: &Connection, account: AccountId, name: &str, special_use: Option<&str>) -> Result<MailboxId> {
+fn insert_mailbox(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+    special_use: Option<&str>,
+) -> Result<MailboxId> {
     let uid_validity = next_uid_validity(conn)?;
     let id: u64 = conn
         .prepare_cached(
@@ -205,7 +236,12 @@ fn insert_mailbox(conn: &Connection, account: AccountId, name: &str, special_use
 }
 
 /// Creates `name` and any missing levels above it (without attributes).
-fn create_with_parents(conn: &Connection, account: AccountId, name: &str, special_use: Option<&str>) -> Result<MailboxId> {
+fn create_with_parents(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+    special_use: Option<&str>,
+) -> Result<MailboxId> {
     for parent in parents(name) {
         if find_mailbox(conn, account, parent)?.is_none() {
             insert_mailbox(conn, account, parent, None)?;
@@ -214,7 +250,12 @@ fn create_with_parents(conn: &Connection, account: AccountId, name: &str, specia
     insert_mailbox(conn, account, name, special_use)
 }
 
-pub fn create_mailbox(conn: &Connection, account: AccountId, name: &str, special_use: Option<&str>) -> Result<MailboxId> {
+pub fn create_mailbox(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+    special_use: Option<&str>,
+) -> Result<MailboxId> {
     ensure_account_exists(conn, account)?;
     if find_mailbox(conn, account, name)?.is_some() {
         return Err(StoreError::MailboxExists(name.to_owned()));
@@ -233,11 +274,17 @@ fn ensure_account_exists(conn: &Connection, account: AccountId) -> Result<()> {
     }
 }
 
-pub fn delete_mailbox(conn: &Connection, account: AccountId, name: &str, effects: &mut Effects) -> Result<()> {
+pub fn delete_mailbox(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+    effects: &mut Effects,
+) -> Result<()> {
     if name == INBOX {
         return Err(StoreError::Forbidden("INBOX cannot be deleted".into()));
     }
-    let mailbox = find_mailbox(conn, account, name)?.ok_or_else(|| StoreError::MailboxNotFound(name.to_owned()))?;
+    let mailbox = find_mailbox(conn, account, name)?
+        .ok_or_else(|| StoreError::MailboxNotFound(name.to_owned()))?;
     remove_mailbox(conn, &mailbox, effects)
 }
 
@@ -245,9 +292,12 @@ pub fn delete_mailbox(conn: &Connection, account: AccountId, name: &str, effects
 /// watchers are woken with a MODSEQ one past the last, so they look again
 /// and find the mailbox gone.
 fn remove_mailbox(conn: &Connection, mailbox: &MailboxRow, effects: &mut Effects) -> Result<()> {
-    conn.prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1")?.execute([mailbox.id.0])?;
-    conn.prepare_cached("DELETE FROM expunged WHERE mailbox_id = ?1")?.execute([mailbox.id.0])?;
-    conn.prepare_cached("DELETE FROM mailboxes WHERE id = ?1")?.execute([mailbox.id.0])?;
+    conn.prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1")?
+        .execute([mailbox.id.0])?;
+    conn.prepare_cached("DELETE FROM expunged WHERE mailbox_id = ?1")?
+        .execute([mailbox.id.0])?;
+    conn.prepare_cached("DELETE FROM mailboxes WHERE id = ?1")?
+        .execute([mailbox.id.0])?;
     effects.changed(mailbox.id, mailbox.highest_modseq + 1);
     Ok(())
 }
@@ -260,7 +310,8 @@ pub fn rename_mailbox(
     expunged_max: u64,
     effects: &mut Effects,
 ) -> Result<()> {
-    let source = find_mailbox(conn, account, from)?.ok_or_else(|| StoreError::MailboxNotFound(from.to_owned()))?;
+    let source = find_mailbox(conn, account, from)?
+        .ok_or_else(|| StoreError::MailboxNotFound(from.to_owned()))?;
     if find_mailbox(conn, account, to)?.is_some() {
         return Err(StoreError::MailboxExists(to.to_owned()));
     }
@@ -269,7 +320,9 @@ pub fn rename_mailbox(
     }
     let prefix = format!("{from}{HIERARCHY_SEPARATOR}");
     if to.starts_with(&prefix) {
-        return Err(StoreError::Invalid(format!("cannot rename {from:?} to {to:?}, a name below itself")));
+        return Err(StoreError::Invalid(format!(
+            "cannot rename {from:?} to {to:?}, a name below itself"
+        )));
     }
 
     let mut renames = vec![(source.id, to.to_owned())];
@@ -310,13 +363,24 @@ fn children(conn: &Connection, account: AccountId, name: &str) -> Result<Vec<Mai
 /// Moves every message of `INBOX` to a new mailbox `to`, keeping their
 /// UIDs, flags and MODSEQs under the new mailbox's UIDVALIDITY. `INBOX`
 /// keeps its UIDNEXT and records the moved UIDs as expunged. Mailboxes
-/// below `INBOX` stay where they are, as RFC 3501 RENAME says.
-fn rename_inbox(conn: &Connection, inbox: &MailboxRow, to: &str, expunged_max: u64, effects: &mut Effects) -> Result<()> {
+/// below `INBOX` stay where they are, as RFC 3501 RENAME requires.
+fn rename_inbox(
+    conn: &Connection,
+    inbox: &MailboxRow,
+    to: &str,
+    expunged_max: u64,
+    effects: &mut Effects,
+) -> Result<()> {
     let target = create_with_parents(conn, inbox.account, to, None)?;
     conn.prepare_cached(
         "UPDATE mailboxes SET uid_next = ?2, highest_modseq = ?3, recent_floor = ?4 WHERE id = ?1",
     )?
-    .execute(params![target.0, inbox.uid_next, inbox.highest_modseq, inbox.recent_floor])?;
+    .execute(params![
+        target.0,
+        inbox.uid_next,
+        inbox.highest_modseq,
+        inbox.recent_floor
+    ])?;
 
     let moved = conn
         .prepare_cached("SELECT count(*) FROM messages WHERE mailbox_id = ?1")?
@@ -336,19 +400,26 @@ fn rename_inbox(conn: &Connection, inbox: &MailboxRow, to: &str, expunged_max: u
     Ok(())
 }
 
-pub fn set_subscribed(conn: &Connection, account: AccountId, name: &str, subscribed: bool) -> Result<()> {
+pub fn set_subscribed(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+    subscribed: bool,
+) -> Result<()> {
     ensure_account_exists(conn, account)?;
     let sql = if subscribed {
         "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?1, ?2)"
     } else {
         "DELETE FROM subscriptions WHERE account_id = ?1 AND name = ?2"
     };
-    conn.prepare_cached(sql)?.execute(params![account.0, name])?;
+    conn.prepare_cached(sql)?
+        .execute(params![account.0, name])?;
     Ok(())
 }
 
 pub fn subscriptions(conn: &Connection, account: AccountId) -> Result<Vec<String>> {
-    let mut statement = conn.prepare_cached("SELECT name FROM subscriptions WHERE account_id = ?1 ORDER BY name")?;
+    let mut statement =
+        conn.prepare_cached("SELECT name FROM subscriptions WHERE account_id = ?1 ORDER BY name")?;
     let names = statement.query_map([account.0], |row| row.get(0))?;
     Ok(names.collect::<rusqlite::Result<_>>()?)
 }
@@ -415,7 +486,10 @@ mod tests {
         let at_limit = "a".repeat(100);
         let past_limit = "a".repeat(101);
         assert!(canonical_name(&at_limit, 100).is_ok());
-        assert!(matches!(canonical_name(&past_limit, 100), Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            canonical_name(&past_limit, 100),
+            Err(StoreError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Messages, flags, MODSEQ and expunge records in the index.
 //!
 //! Every function here runs inside a transaction that the caller opened.
-//! Bodies are already durable files when [`append`] runs; this module only
-//! stores their ids.
+//! Bodies are already durable files when [`append`] runs, so this module
+//! only stores their ids.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,11 +12,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::mailboxes::{MailboxRow, mailbox_row};
 use super::writer::Effects;
 use crate::{
-    Appended, BlobId, Copied, FlagChanges, FlagOp, Flags, InternalDate, MailboxId, MessageEntry, MessageRecord,
-    ModSeq, NewMessage, Result, Snapshot, StoreError, Uid, Vanished,
+    Appended, BlobId, Copied, FlagChanges, FlagOp, Flags, InternalDate, MailboxId, MessageEntry,
+    MessageRecord, ModSeq, NewMessage, Result, Snapshot, StoreError, Uid, Vanished,
 };
 
-/// The system flag bits that exist; other bits are dropped.
+/// The system flag bits that exist. Other bits are dropped.
 const SYSTEM_FLAGS_MASK: u8 = 0x1f;
 const DELETED: u8 = crate::system_flag::DELETED;
 
@@ -37,7 +37,9 @@ fn reserve_uids(conn: &Connection, mailbox: &MailboxRow, count: usize) -> Result
     let next = u32::try_from(count)
         .ok()
         .and_then(|count| first.checked_add(count))
-        .ok_or_else(|| StoreError::Invalid(format!("mailbox {:?} has no UIDs left", mailbox.name)))?;
+        .ok_or_else(|| {
+            StoreError::Invalid(format!("mailbox {:?} has no UIDs left", mailbox.name))
+        })?;
     conn.prepare_cached("UPDATE mailboxes SET uid_next = ?2 WHERE id = ?1")?
         .execute(params![mailbox.id.0, next])?;
     Ok(first)
@@ -49,14 +51,20 @@ pub struct StoredBody {
     pub blob: BlobId,
 }
 
-pub fn append(conn: &Connection, mailbox: MailboxId, bodies: &[StoredBody], effects: &mut Effects) -> Result<Vec<Appended>> {
+pub fn append(
+    conn: &Connection,
+    mailbox: MailboxId,
+    bodies: &[StoredBody],
+    effects: &mut Effects,
+) -> Result<Vec<Appended>> {
     let row = mailbox_row(conn, mailbox)?;
     if bodies.is_empty() {
         return Ok(Vec::new());
     }
     let first_uid = reserve_uids(conn, &row, bodies.len())?;
     let modseq = bump_modseq(conn, mailbox)?;
-    let mut insert_blob = conn.prepare_cached("INSERT INTO blobs (id, size, derived) VALUES (?1, ?2, ?3)")?;
+    let mut insert_blob =
+        conn.prepare_cached("INSERT INTO blobs (id, size, derived) VALUES (?1, ?2, ?3)")?;
     let mut insert_message = conn.prepare_cached(
         "INSERT INTO messages (mailbox_id, uid, modseq, system_flags, keywords, internal_date, date_offset, size, blob_id) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -77,7 +85,12 @@ pub fn append(conn: &Connection, mailbox: MailboxId, bodies: &[StoredBody], effe
             size,
             body.blob.0,
         ])?;
-        appended.push(Appended { mailbox, uid_validity: row.uid_validity, uid, modseq });
+        appended.push(Appended {
+            mailbox,
+            uid_validity: row.uid_validity,
+            uid,
+            modseq,
+        });
     }
     effects.changed(mailbox, modseq);
     Ok(appended)
@@ -95,10 +108,16 @@ pub fn snapshot(conn: &Connection, mailbox: MailboxId) -> Result<Snapshot> {
         messages.push(MessageEntry {
             uid: message.get(0)?,
             modseq: message.get(1)?,
-            flags: Flags { system: message.get(2)?, keywords: interner.decode(&keywords) },
+            flags: Flags {
+                system: message.get(2)?,
+                keywords: interner.decode(&keywords),
+            },
         });
     }
-    debug_assert!(messages.windows(2).all(|pair| pair[0].uid < pair[1].uid), "UIDs must ascend");
+    debug_assert!(
+        messages.windows(2).all(|pair| pair[0].uid < pair[1].uid),
+        "UIDs must ascend"
+    );
     Ok(Snapshot {
         mailbox,
         uid_validity: row.uid_validity,
@@ -146,7 +165,11 @@ pub fn store_flags(
     for uid in sorted_unique(uids) {
         let current = select
             .query_row(params![mailbox.0, uid], |row| {
-                Ok((row.get::<_, ModSeq>(0)?, row.get::<_, u8>(1)?, row.get::<_, String>(2)?))
+                Ok((
+                    row.get::<_, ModSeq>(0)?,
+                    row.get::<_, u8>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
             })
             .optional()?;
         let Some((message_modseq, system, keywords)) = current else {
@@ -156,7 +179,10 @@ pub fn store_flags(
             changes.failed.push(uid);
             continue;
         }
-        let old = Flags { system, keywords: interner.decode(&keywords) };
+        let old = Flags {
+            system,
+            keywords: interner.decode(&keywords),
+        };
         let new = apply(op, &old, &given);
         if new == old {
             continue;
@@ -165,8 +191,18 @@ pub fn store_flags(
             Some(modseq) => modseq,
             None => *modseq.insert(bump_modseq(conn, mailbox)?),
         };
-        update.execute(params![mailbox.0, uid, modseq, new.system, encode_keywords(&new.keywords)])?;
-        changes.changed.push(MessageEntry { uid, modseq, flags: new });
+        update.execute(params![
+            mailbox.0,
+            uid,
+            modseq,
+            new.system,
+            encode_keywords(&new.keywords)
+        ])?;
+        changes.changed.push(MessageEntry {
+            uid,
+            modseq,
+            flags: new,
+        });
     }
     if let Some(modseq) = modseq {
         effects.changed(mailbox, modseq);
@@ -174,8 +210,8 @@ pub fn store_flags(
     Ok(changes)
 }
 
-/// Copies messages; with `remove_source`, deletes them from the source and
-/// records them as expunged there (MOVE).
+/// Copies messages. With `remove_source`, it also deletes them from the
+/// source and records them as expunged there (MOVE).
 pub fn copy(
     conn: &Connection,
     from: MailboxId,
@@ -188,10 +224,15 @@ pub fn copy(
     let source = mailbox_row(conn, from)?;
     let target = mailbox_row(conn, to)?;
     if source.account != target.account {
-        return Err(StoreError::Forbidden("messages can only be copied within one account".into()));
+        return Err(StoreError::Forbidden(
+            "messages can only be copied within one account".into(),
+        ));
     }
     let present = existing_uids(conn, from, uids)?;
-    let mut copied = Copied { uid_validity: target.uid_validity, uids: Vec::with_capacity(present.len()) };
+    let mut copied = Copied {
+        uid_validity: target.uid_validity,
+        uids: Vec::with_capacity(present.len()),
+    };
     if present.is_empty() {
         return Ok(copied);
     }
@@ -219,7 +260,8 @@ pub fn copy(
 
 /// Returns those of `uids` that are in the mailbox, ascending.
 fn existing_uids(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Uid>> {
-    let mut exists = conn.prepare_cached("SELECT 1 FROM messages WHERE mailbox_id = ?1 AND uid = ?2")?;
+    let mut exists =
+        conn.prepare_cached("SELECT 1 FROM messages WHERE mailbox_id = ?1 AND uid = ?2")?;
     let mut present = Vec::new();
     for uid in sorted_unique(uids) {
         if exists.exists(params![mailbox.0, uid])? {
@@ -231,9 +273,17 @@ fn existing_uids(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<
 
 /// Deletes messages and records each UID as expunged at `modseq`. Blob
 /// rows left without references are deleted by the writer before commit.
-fn remove_messages(conn: &Connection, mailbox: MailboxId, uids: &[Uid], modseq: ModSeq, expunged_max: u64) -> Result<()> {
-    let mut delete = conn.prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2")?;
-    let mut record = conn.prepare_cached("INSERT INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)")?;
+fn remove_messages(
+    conn: &Connection,
+    mailbox: MailboxId,
+    uids: &[Uid],
+    modseq: ModSeq,
+    expunged_max: u64,
+) -> Result<()> {
+    let mut delete =
+        conn.prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2")?;
+    let mut record =
+        conn.prepare_cached("INSERT INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)")?;
     for &uid in uids {
         delete.execute(params![mailbox.0, uid])?;
         record.execute(params![mailbox.0, uid, modseq])?;
@@ -243,7 +293,7 @@ fn remove_messages(conn: &Connection, mailbox: MailboxId, uids: &[Uid], modseq: 
 
 /// Deletes the oldest expunge records beyond `expunged_max` and raises the
 /// mailbox's vanished floor to the highest MODSEQ deleted, so that
-/// [`expunged_since`] can say when its list is incomplete.
+/// [`expunged_since`] can report when its list is incomplete.
 pub fn prune_expunged(conn: &Connection, mailbox: MailboxId, expunged_max: u64) -> Result<()> {
     let count: u64 = conn
         .prepare_cached("SELECT expunged FROM mailboxes WHERE id = ?1")?
@@ -258,27 +308,35 @@ pub fn prune_expunged(conn: &Connection, mailbox: MailboxId, expunged_max: u64) 
              RETURNING modseq",
         )?
         .query_map(params![mailbox.0, excess], |row| row.get::<_, ModSeq>(0))?
-        .try_fold(None, |highest: Option<ModSeq>, modseq| modseq.map(|modseq| Some(highest.map_or(modseq, |h| h.max(modseq)))))?;
+        .try_fold(None, |highest: Option<ModSeq>, modseq| {
+            modseq.map(|modseq| Some(highest.map_or(modseq, |h| h.max(modseq))))
+        })?;
     if let Some(floor) = pruned {
-        conn.prepare_cached("UPDATE mailboxes SET vanished_floor = max(vanished_floor, ?2) WHERE id = ?1")?
-            .execute(params![mailbox.0, floor])?;
+        conn.prepare_cached(
+            "UPDATE mailboxes SET vanished_floor = max(vanished_floor, ?2) WHERE id = ?1",
+        )?
+        .execute(params![mailbox.0, floor])?;
     }
     Ok(())
 }
 
-/// Lists UIDs expunged after `since`; see [`crate::MailStore::expunged_since`].
+/// Lists UIDs expunged after `since`, as [`crate::MailStore::expunged_since`] describes.
 pub fn expunged_since(conn: &Connection, mailbox: MailboxId, since: ModSeq) -> Result<Vanished> {
     let floor: ModSeq = conn
         .prepare_cached("SELECT vanished_floor FROM mailboxes WHERE id = ?1")?
         .query_row([mailbox.0], |row| row.get(0))
         .optional()?
         .ok_or(StoreError::MailboxGone(mailbox))?;
-    let mut statement =
-        conn.prepare_cached("SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid")?;
+    let mut statement = conn.prepare_cached(
+        "SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
+    )?;
     let uids = statement
         .query_map(params![mailbox.0, since], |row| row.get(0))?
         .collect::<rusqlite::Result<Vec<Uid>>>()?;
-    Ok(Vanished { uids, complete: since >= floor })
+    Ok(Vanished {
+        uids,
+        complete: since >= floor,
+    })
 }
 
 pub fn expunge(
@@ -294,7 +352,10 @@ pub fn expunge(
         None => deleted,
         Some(uids) => {
             let wanted = sorted_unique(uids);
-            deleted.into_iter().filter(|uid| wanted.binary_search(uid).is_ok()).collect()
+            deleted
+                .into_iter()
+                .filter(|uid| wanted.binary_search(uid).is_ok())
+                .collect()
         }
     };
     if doomed.is_empty() {
@@ -329,7 +390,10 @@ pub fn records(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<Ve
                     row.get::<_, ModSeq>(0)?,
                     row.get::<_, u8>(1)?,
                     row.get::<_, String>(2)?,
-                    InternalDate { unix_seconds: row.get(3)?, offset_minutes: row.get(4)? },
+                    InternalDate {
+                        unix_seconds: row.get(3)?,
+                        offset_minutes: row.get(4)?,
+                    },
                     row.get::<_, u64>(5)?,
                     BlobId(row.get(6)?),
                     row.get::<_, Vec<u8>>(7)?,
@@ -343,7 +407,10 @@ pub fn records(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<Ve
             uid,
             internal_date,
             size,
-            flags: Flags { system, keywords: interner.decode(&keywords) },
+            flags: Flags {
+                system,
+                keywords: interner.decode(&keywords),
+            },
             modseq,
             derived: derived.into(),
             blob,
@@ -356,7 +423,9 @@ pub fn records(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<Ve
 /// UIDNEXT. This is not a change to any message, so MODSEQ stays.
 pub fn claim_recent(conn: &Connection, mailbox: MailboxId) -> Result<Vec<Uid>> {
     let row = mailbox_row(conn, mailbox)?;
-    let mut statement = conn.prepare_cached("SELECT uid FROM messages WHERE mailbox_id = ?1 AND uid >= ?2 ORDER BY uid")?;
+    let mut statement = conn.prepare_cached(
+        "SELECT uid FROM messages WHERE mailbox_id = ?1 AND uid >= ?2 ORDER BY uid",
+    )?;
     let uids = statement
         .query_map(params![mailbox.0, row.recent_floor], |row| row.get(0))?
         .collect::<rusqlite::Result<Vec<Uid>>>()?;
@@ -384,31 +453,48 @@ pub fn validate_keywords(flags: &Flags) -> Result<()> {
 fn normalise(flags: &Flags) -> Flags {
     let mut keywords: Vec<Arc<str>> = Vec::with_capacity(flags.keywords.len());
     for keyword in &flags.keywords {
-        if !keywords.iter().any(|seen| seen.eq_ignore_ascii_case(keyword)) {
+        if !keywords
+            .iter()
+            .any(|seen| seen.eq_ignore_ascii_case(keyword))
+        {
             keywords.push(keyword.clone());
         }
     }
     keywords.sort_by_cached_key(|keyword| keyword.to_ascii_lowercase());
-    Flags { system: flags.system & SYSTEM_FLAGS_MASK, keywords }
+    Flags {
+        system: flags.system & SYSTEM_FLAGS_MASK,
+        keywords,
+    }
 }
 
-/// Combines current flags with normalised given flags as `op` says.
+/// Combines current flags with normalised given flags as `op` requests.
 fn apply(op: FlagOp, current: &Flags, given: &Flags) -> Flags {
     match op {
         FlagOp::Replace => given.clone(),
         FlagOp::Add => {
             let mut keywords = current.keywords.clone();
             keywords.extend(given.keywords.iter().cloned());
-            normalise(&Flags { system: current.system | given.system, keywords })
+            normalise(&Flags {
+                system: current.system | given.system,
+                keywords,
+            })
         }
         FlagOp::Remove => {
             let keywords = current
                 .keywords
                 .iter()
-                .filter(|keyword| !given.keywords.iter().any(|removed| removed.eq_ignore_ascii_case(keyword)))
+                .filter(|keyword| {
+                    !given
+                        .keywords
+                        .iter()
+                        .any(|removed| removed.eq_ignore_ascii_case(keyword))
+                })
                 .cloned()
                 .collect();
-            Flags { system: current.system & !given.system, keywords }
+            Flags {
+                system: current.system & !given.system,
+                keywords,
+            }
         }
     }
 }
@@ -418,7 +504,7 @@ fn encode_keywords(keywords: &[Arc<str>]) -> String {
 }
 
 /// Shares one `Arc<str>` per keyword spelling across the messages of one
-/// read, so a large mailbox holds each keyword once.
+/// read, so a large mailbox stores each keyword in memory once.
 #[derive(Default)]
 struct Interner {
     seen: HashSet<Arc<str>>,
@@ -426,7 +512,11 @@ struct Interner {
 
 impl Interner {
     fn decode(&mut self, stored: &str) -> Vec<Arc<str>> {
-        stored.split(' ').filter(|word| !word.is_empty()).map(|word| self.intern(word)).collect()
+        stored
+            .split(' ')
+            .filter(|word| !word.is_empty())
+            .map(|word| self.intern(word))
+            .collect()
     }
 
     fn intern(&mut self, word: &str) -> Arc<str> {
@@ -441,7 +531,11 @@ impl Interner {
     /// Returns every keyword seen, unique ignoring ASCII case and sorted
     /// by lowercase form.
     fn into_sorted(self) -> Vec<Arc<str>> {
-        normalise(&Flags { system: 0, keywords: self.seen.into_iter().collect() }).keywords
+        normalise(&Flags {
+            system: 0,
+            keywords: self.seen.into_iter().collect(),
+        })
+        .keywords
     }
 }
 
@@ -450,21 +544,30 @@ mod tests {
     use super::*;
 
     fn flags(system: u8, keywords: &[&str]) -> Flags {
-        Flags { system, keywords: keywords.iter().map(|k| Arc::from(*k)).collect() }
+        Flags {
+            system,
+            keywords: keywords.iter().map(|k| Arc::from(*k)).collect(),
+        }
     }
 
     #[test]
     fn apply_add_merges_keywords_ignoring_case() {
         let current = flags(1, &["Work"]);
         let given = normalise(&flags(2, &["work", "Alpha"]));
-        assert_eq!(apply(FlagOp::Add, &current, &given), flags(3, &["Alpha", "Work"]));
+        assert_eq!(
+            apply(FlagOp::Add, &current, &given),
+            flags(3, &["Alpha", "Work"])
+        );
     }
 
     #[test]
     fn apply_remove_matches_keywords_ignoring_case() {
         let current = flags(3, &["Alpha", "Work"]);
         let given = normalise(&flags(1, &["WORK"]));
-        assert_eq!(apply(FlagOp::Remove, &current, &given), flags(2, &["Alpha"]));
+        assert_eq!(
+            apply(FlagOp::Remove, &current, &given),
+            flags(2, &["Alpha"])
+        );
     }
 
     #[test]

@@ -13,10 +13,10 @@
 //! thread notices other processes' commits, and a cleanup thread removes
 //! orphaned body files once after open ([`poller`]). No SQLite call runs
 //! on the async reactor, except the single primary-key read in
-//! [`MailStore::watch`] for a mailbox that nobody watches yet.
+//! [`MailStore::watch`] for a mailbox that has no watcher yet.
 //!
 //! Several processes may open one data directory at once (the server and
-//! `roost deliver`); SQLite's locking orders their writes.
+//! `roost deliver`), and SQLite's locking orders their writes.
 
 mod blobs;
 mod mailboxes;
@@ -41,8 +41,9 @@ use self::poller::{Poller, PollerSettings};
 use self::readers::Readers;
 use self::writer::{Writer, WriterLimits};
 use crate::{
-    AccountId, Appended, BlobId, ChangeNotifier, Copied, FlagChanges, FlagOp, Flags, MailStore, MailboxId,
-    MailboxInfo, MailboxStatus, MessageRecord, ModSeq, NewMessage, Result, Snapshot, StoreError, Uid, Vanished,
+    AccountId, Appended, BlobId, ChangeNotifier, Copied, FlagChanges, FlagOp, Flags, MailStore,
+    MailboxId, MailboxInfo, MailboxStatus, MessageRecord, ModSeq, NewMessage, Result, Snapshot,
+    StoreError, Uid, Vanished,
 };
 
 pub use self::schema::SCHEMA_VERSION;
@@ -58,7 +59,7 @@ pub struct SqliteOptions {
     /// Write requests committed together in one transaction at most.
     /// Default 256.
     pub write_batch_max: usize,
-    /// Read connections open at once; further reads wait. Default 4.
+    /// Maximum number of read connections. Further reads wait. Default 4.
     pub readers_max: usize,
     /// How often to check whether another process has committed changes.
     /// Default 300 ms.
@@ -70,11 +71,12 @@ pub struct SqliteOptions {
     /// at open, because another process may be about to commit them.
     /// Default one hour.
     pub orphan_grace: Duration,
-    /// Longest mailbox name in bytes (UTF-8). Default 1024.
+    /// Maximum length of a mailbox name in bytes (UTF-8). Default 1024.
     pub mailbox_name_bytes_max: usize,
-    /// Expunge records kept per mailbox for QRESYNC; the oldest beyond
-    /// this are pruned, and [`MailStore::expunged_since`] then reports its
-    /// list as incomplete for older MODSEQs. Default 100 000.
+    /// Maximum number of expunge records kept per mailbox for QRESYNC.
+    /// The oldest beyond this are pruned, and [`MailStore::expunged_since`]
+    /// then reports its list as incomplete for older MODSEQs.
+    /// Default 100 000.
     pub expunged_per_mailbox_max: u64,
 }
 
@@ -129,7 +131,10 @@ impl SqliteStore {
         let cleanup_conn = schema::connect(&index, options.busy_timeout)?;
 
         let notifier = Arc::new(ChangeNotifier::new());
-        let limits = WriterLimits { queue_max: options.write_queue_max, batch_max: options.write_batch_max };
+        let limits = WriterLimits {
+            queue_max: options.write_queue_max,
+            batch_max: options.write_batch_max,
+        };
         let writer = Writer::start(write_conn, blobs.clone(), notifier.clone(), limits)?;
         let settings = PollerSettings {
             interval: options.poll_interval,
@@ -137,9 +142,21 @@ impl SqliteStore {
             orphan_grace: options.orphan_grace,
         };
         let poller = Poller::start(poll_conn, cleanup_conn, notifier.clone(), settings)?;
-        let readers = Arc::new(Readers::new(PathBuf::from(&index), options.busy_timeout, options.readers_max));
+        let readers = Arc::new(Readers::new(
+            PathBuf::from(&index),
+            options.busy_timeout,
+            options.readers_max,
+        ));
         tracing::info!(dir = %dir.display(), "opened mail store");
-        Ok(SqliteStore { poller, writer, readers, blobs, notifier, peek: Mutex::new(peek), options })
+        Ok(SqliteStore {
+            poller,
+            writer,
+            readers,
+            blobs,
+            notifier,
+            peek: Mutex::new(peek),
+            options,
+        })
     }
 
     fn canonical(&self, name: &str) -> Result<String> {
@@ -162,7 +179,11 @@ impl SqliteStore {
             }
             Ok(stored)
         });
-        task.await.map_err(|err| StoreError::Io(std::io::Error::other(format!("body write task failed: {err}"))))?
+        task.await.map_err(|err| {
+            StoreError::Io(std::io::Error::other(format!(
+                "body write task failed: {err}"
+            )))
+        })?
     }
 
     /// Removes the body files of a failed append that no row references.
@@ -185,9 +206,12 @@ impl SqliteStore {
             .await;
         match unreferenced {
             Ok(ids) => {
-                let _ = tokio::task::spawn_blocking(move || remove_files(&blobs, ids.into_iter())).await;
+                let _ = tokio::task::spawn_blocking(move || remove_files(&blobs, ids.into_iter()))
+                    .await;
             }
-            Err(err) => tracing::warn!(error = %err, "failed to check bodies of a failed append; the next open removes them"),
+            Err(err) => {
+                tracing::warn!(error = %err, "failed to check bodies of a failed append; the next open removes them")
+            }
         }
     }
 }
@@ -207,7 +231,11 @@ impl MailStore for SqliteStore {
             return Err(StoreError::Invalid("account name is empty".into()));
         }
         let owned = name.to_owned();
-        if let Some(id) = self.readers.run(move |conn| mailboxes::find_account(conn, &owned)).await? {
+        if let Some(id) = self
+            .readers
+            .run(move |conn| mailboxes::find_account(conn, &owned))
+            .await?
+        {
             return Ok(id);
         }
         let owned = name.to_owned();
@@ -220,31 +248,48 @@ impl MailStore for SqliteStore {
 
     async fn delete_account(&self, name: &str) -> Result<()> {
         let name = name.to_owned();
-        self.writer.run(move |conn, effects| mailboxes::delete_account(conn, &name, effects)).await
+        self.writer
+            .run(move |conn, effects| mailboxes::delete_account(conn, &name, effects))
+            .await
     }
 
     async fn mailboxes(&self, account: AccountId) -> Result<Vec<MailboxInfo>> {
-        let rows = self.readers.run(move |conn| mailboxes::list_mailboxes(conn, account)).await?;
+        let rows = self
+            .readers
+            .run(move |conn| mailboxes::list_mailboxes(conn, account))
+            .await?;
         Ok(rows.into_iter().map(|row| row.info()).collect())
     }
 
     async fn mailbox(&self, account: AccountId, name: &str) -> Result<Option<MailboxInfo>> {
         let name = self.canonical(name)?;
-        let row = self.readers.run(move |conn| mailboxes::find_mailbox(conn, account, &name)).await?;
+        let row = self
+            .readers
+            .run(move |conn| mailboxes::find_mailbox(conn, account, &name))
+            .await?;
         Ok(row.map(|row| row.info()))
     }
 
-    async fn create_mailbox(&self, account: AccountId, name: &str, special_use: Option<&str>) -> Result<MailboxId> {
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<&str>,
+    ) -> Result<MailboxId> {
         let name = self.canonical(name)?;
         let special_use = special_use.map(str::to_owned);
         self.writer
-            .run(move |conn, _| mailboxes::create_mailbox(conn, account, &name, special_use.as_deref()))
+            .run(move |conn, _| {
+                mailboxes::create_mailbox(conn, account, &name, special_use.as_deref())
+            })
             .await
     }
 
     async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
         let name = self.canonical(name)?;
-        self.writer.run(move |conn, effects| mailboxes::delete_mailbox(conn, account, &name, effects)).await
+        self.writer
+            .run(move |conn, effects| mailboxes::delete_mailbox(conn, account, &name, effects))
+            .await
     }
 
     async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
@@ -252,7 +297,9 @@ impl MailStore for SqliteStore {
         let to = self.canonical(to)?;
         let expunged_max = self.options.expunged_per_mailbox_max;
         self.writer
-            .run(move |conn, effects| mailboxes::rename_mailbox(conn, account, &from, &to, expunged_max, effects))
+            .run(move |conn, effects| {
+                mailboxes::rename_mailbox(conn, account, &from, &to, expunged_max, effects)
+            })
             .await
     }
 
@@ -264,11 +311,15 @@ impl MailStore for SqliteStore {
     }
 
     async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>> {
-        self.readers.run(move |conn| mailboxes::subscriptions(conn, account)).await
+        self.readers
+            .run(move |conn| mailboxes::subscriptions(conn, account))
+            .await
     }
 
     async fn status(&self, mailbox: MailboxId) -> Result<MailboxStatus> {
-        self.readers.run(move |conn| mailboxes::status(conn, mailbox)).await
+        self.readers
+            .run(move |conn| mailboxes::status(conn, mailbox))
+            .await
     }
 
     async fn append(&self, mailbox: MailboxId, messages: Vec<NewMessage>) -> Result<Vec<Appended>> {
@@ -288,7 +339,10 @@ impl MailStore for SqliteStore {
     }
 
     async fn snapshot(&self, mailbox: MailboxId) -> Result<Arc<Snapshot>> {
-        let snapshot = self.readers.run(move |conn| messages::snapshot(conn, mailbox)).await?;
+        let snapshot = self
+            .readers
+            .run(move |conn| messages::snapshot(conn, mailbox))
+            .await?;
         Ok(Arc::new(snapshot))
     }
 
@@ -304,7 +358,9 @@ impl MailStore for SqliteStore {
         let uids = uids.to_vec();
         let flags = flags.clone();
         self.writer
-            .run(move |conn, effects| messages::store_flags(conn, mailbox, &uids, op, &flags, unchanged_since, effects))
+            .run(move |conn, effects| {
+                messages::store_flags(conn, mailbox, &uids, op, &flags, unchanged_since, effects)
+            })
             .await
     }
 
@@ -312,7 +368,9 @@ impl MailStore for SqliteStore {
         let uids = uids.to_vec();
         let expunged_max = self.options.expunged_per_mailbox_max;
         self.writer
-            .run(move |conn, effects| messages::copy(conn, from, &uids, to, false, expunged_max, effects))
+            .run(move |conn, effects| {
+                messages::copy(conn, from, &uids, to, false, expunged_max, effects)
+            })
             .await
     }
 
@@ -320,7 +378,9 @@ impl MailStore for SqliteStore {
         let uids = uids.to_vec();
         let expunged_max = self.options.expunged_per_mailbox_max;
         self.writer
-            .run(move |conn, effects| messages::copy(conn, from, &uids, to, true, expunged_max, effects))
+            .run(move |conn, effects| {
+                messages::copy(conn, from, &uids, to, true, expunged_max, effects)
+            })
             .await
     }
 
@@ -328,35 +388,45 @@ impl MailStore for SqliteStore {
         let uids = uids.map(<[Uid]>::to_vec);
         let expunged_max = self.options.expunged_per_mailbox_max;
         self.writer
-            .run(move |conn, effects| messages::expunge(conn, mailbox, uids.as_deref(), expunged_max, effects))
+            .run(move |conn, effects| {
+                messages::expunge(conn, mailbox, uids.as_deref(), expunged_max, effects)
+            })
             .await
     }
 
     async fn expunged_since(&self, mailbox: MailboxId, since: ModSeq) -> Result<Vanished> {
-        self.readers.run(move |conn| messages::expunged_since(conn, mailbox, since)).await
+        self.readers
+            .run(move |conn| messages::expunged_since(conn, mailbox, since))
+            .await
     }
 
     async fn messages(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<MessageRecord>> {
         let uids = uids.to_vec();
-        self.readers.run(move |conn| messages::records(conn, mailbox, &uids)).await
+        self.readers
+            .run(move |conn| messages::records(conn, mailbox, &uids))
+            .await
     }
 
     async fn read_raw(&self, blob: BlobId) -> Result<Arc<[u8]>> {
         let blobs = self.blobs.clone();
         let task = tokio::task::spawn_blocking(move || blobs.read(blob));
-        let bytes = task
-            .await
-            .map_err(|err| StoreError::Io(std::io::Error::other(format!("body read task failed: {err}"))))??;
+        let bytes = task.await.map_err(|err| {
+            StoreError::Io(std::io::Error::other(format!(
+                "body read task failed: {err}"
+            )))
+        })??;
         Ok(bytes.into())
     }
 
     async fn claim_recent(&self, mailbox: MailboxId) -> Result<Vec<Uid>> {
-        self.writer.run(move |conn, _| messages::claim_recent(conn, mailbox)).await
+        self.writer
+            .run(move |conn, _| messages::claim_recent(conn, mailbox))
+            .await
     }
 
     /// Returns a receiver of the mailbox's highest MODSEQ. For a mailbox
-    /// nobody watches yet, the first value is read with one primary-key
-    /// query on the calling thread; it is 0 if the mailbox does not exist
+    /// without watchers, the first value is read with one primary-key
+    /// query on the calling thread. It is 0 if the mailbox does not exist
     /// or the read fails. Call this before taking the snapshot it guards,
     /// so that no change falls between the two.
     fn watch(&self, mailbox: MailboxId) -> watch::Receiver<ModSeq> {

@@ -4,7 +4,7 @@
 //! `roost deliver` runs as its own process on the same data directory, so
 //! its commits never pass through this process's writer. SQLite's
 //! `PRAGMA data_version` changes on a connection whenever another
-//! connection has committed, so polling it is cheap; only when it changes
+//! connection has committed, and polling it is cheap. Only when it changes
 //! does the thread read the highest MODSEQ of each watched mailbox.
 
 use std::sync::Arc;
@@ -26,7 +26,7 @@ pub struct PollerSettings {
     pub orphan_grace: Duration,
 }
 
-/// The handle to the background threads; dropping it stops and joins them.
+/// The handle to the background threads. Dropping it stops and joins them.
 pub struct Poller {
     stop_polling: Option<mpsc::Sender<()>>,
     stop_cleanup: Arc<AtomicBool>,
@@ -45,7 +45,11 @@ impl Poller {
     ) -> Result<Self> {
         let (stop_polling, stopped) = mpsc::channel();
         let stop_cleanup = Arc::new(AtomicBool::new(false));
-        let mut poller = Self { stop_polling: Some(stop_polling), stop_cleanup: stop_cleanup.clone(), threads: Vec::new() };
+        let mut poller = Self {
+            stop_polling: Some(stop_polling),
+            stop_cleanup: stop_cleanup.clone(),
+            threads: Vec::new(),
+        };
 
         let interval = settings.interval;
         poller.threads.push(
@@ -64,7 +68,7 @@ impl Poller {
 
 impl Drop for Poller {
     fn drop(&mut self) {
-        // Dropping the sender wakes the poller from its wait at once; the
+        // Dropping the sender wakes the poller from its wait at once, and the
         // cleanup checks its flag between folders.
         self.stop_polling = None;
         self.stop_cleanup.store(true, Ordering::Relaxed);
@@ -78,16 +82,29 @@ impl Drop for Poller {
 
 fn remove_orphans(conn: &Connection, settings: &PollerSettings, stop: &AtomicBool) {
     let is_referenced = |id: BlobId| -> Result<bool> {
-        Ok(conn.prepare_cached("SELECT 1 FROM blobs WHERE id = ?1")?.exists([id.0])?)
+        Ok(conn
+            .prepare_cached("SELECT 1 FROM blobs WHERE id = ?1")?
+            .exists([id.0])?)
     };
-    match settings.blobs.remove_orphans(settings.orphan_grace, is_referenced, || stop.load(Ordering::Relaxed)) {
+    match settings
+        .blobs
+        .remove_orphans(settings.orphan_grace, is_referenced, || {
+            stop.load(Ordering::Relaxed)
+        }) {
         Ok(0) => {}
         Ok(removed) => tracing::info!(removed, "removed unreferenced message body files"),
-        Err(err) => tracing::warn!(error = %err, "failed to remove unreferenced message body files"),
+        Err(err) => {
+            tracing::warn!(error = %err, "failed to remove unreferenced message body files")
+        }
     }
 }
 
-fn poll_loop(conn: &Connection, notifier: &ChangeNotifier, interval: Duration, stopped: &mpsc::Receiver<()>) {
+fn poll_loop(
+    conn: &Connection,
+    notifier: &ChangeNotifier,
+    interval: Duration,
+    stopped: &mpsc::Receiver<()>,
+) {
     let mut last_version = None;
     loop {
         match data_version(conn) {
@@ -96,7 +113,9 @@ fn poll_loop(conn: &Connection, notifier: &ChangeNotifier, interval: Duration, s
                 publish_watched(conn, notifier);
             }
             Ok(_) => {}
-            Err(err) => tracing::warn!(error = %err, "failed to poll the store for changes by other processes"),
+            Err(err) => {
+                tracing::warn!(error = %err, "failed to poll the store for changes by other processes")
+            }
         }
         match stopped.recv_timeout(interval) {
             Err(RecvTimeoutError::Timeout) => {}
@@ -118,7 +137,9 @@ fn publish_watched(conn: &Connection, notifier: &ChangeNotifier) {
         match highest_modseq(conn, mailbox) {
             Ok(Some(modseq)) => notifier.publish(mailbox, modseq),
             Ok(None) => notifier.publish(mailbox, held + 1),
-            Err(err) => tracing::warn!(mailbox = mailbox.0, error = %err, "failed to read a watched mailbox's MODSEQ"),
+            Err(err) => {
+                tracing::warn!(mailbox = mailbox.0, error = %err, "failed to read a watched mailbox's MODSEQ")
+            }
         }
     }
 }

@@ -1,9 +1,9 @@
 //! The pool of read connections.
 //!
 //! SQLite calls block, so reads run on tokio's blocking threads, never on
-//! the reactor. Each read runs in its own read transaction, which in WAL
-//! mode sees one committed state however long it takes, so a snapshot is
-//! consistent while the writer goes on committing.
+//! the reactor. Each read runs in its own read transaction. In WAL mode
+//! such a transaction reads one committed state however long it takes, so
+//! a snapshot is consistent while the writer goes on committing.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -41,7 +41,12 @@ impl Readers {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let permit = self.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let pool = self.clone();
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -50,14 +55,22 @@ impl Readers {
             pool.put(conn);
             result
         });
-        task.await.map_err(|err| StoreError::Io(std::io::Error::other(format!("store read task failed: {err}"))))?
+        task.await.map_err(|err| {
+            StoreError::Io(std::io::Error::other(format!(
+                "store read task failed: {err}"
+            )))
+        })?
     }
 
-    /// Takes an idle connection or opens one; the semaphore keeps the
+    /// Takes an idle connection or opens one. The semaphore keeps the
     /// total at the pool size. A connection lost to a panic is replaced
     /// here.
     fn take(&self) -> Result<Connection> {
-        let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
         match idle {
             Some(conn) => Ok(conn),
             None => schema::connect(&self.path, self.busy_timeout),
@@ -65,11 +78,17 @@ impl Readers {
     }
 
     fn put(&self, conn: Connection) {
-        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(conn);
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(conn);
     }
 }
 
-fn read_in_transaction<T>(conn: &mut Connection, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+fn read_in_transaction<T>(
+    conn: &mut Connection,
+    read: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
     let tx = conn.transaction()?;
     let value = read(&tx)?;
     tx.finish()?;

@@ -155,10 +155,15 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         }
         SCHEMA_VERSION => {}
         _ if found > SCHEMA_VERSION => {
-            return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+            return Err(StoreError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
         }
         _ => {
-            return Err(StoreError::Invalid(format!("unknown database schema version {found}")));
+            return Err(StoreError::Invalid(format!(
+                "unknown database schema version {found}"
+            )));
         }
     }
     tx.commit()?;

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::blobs::BlobDir;
 use crate::{BlobId, ChangeNotifier, MailboxId, ModSeq, Result, StoreError};
 
-/// What a committed request changed, acted on after the commit.
+/// The changes of a committed request that need action after the commit.
 #[derive(Default)]
 pub struct Effects {
     /// Each changed mailbox with its new highest MODSEQ.
@@ -43,7 +43,7 @@ impl Effects {
 /// A queued request with its result slot, with the result type erased so
 /// requests of different types share one channel.
 trait Pending: Send {
-    /// Runs the request on the open transaction; returns whether it
+    /// Runs the request on the open transaction and returns whether it
     /// succeeded and so whether its savepoint is kept.
     fn run(&mut self, conn: &Connection, effects: &mut Effects) -> bool;
     /// Records a failure that happened around the request.
@@ -85,7 +85,7 @@ where
             (Some(Ok(value)), None) => Ok(value),
             (None, None) => Err(StoreError::Closed),
         };
-        // The caller may have gone away (its task was cancelled); the
+        // The caller may have gone away (its task was cancelled), but the
         // change is committed either way.
         let _ = self.reply.send(result);
     }
@@ -94,7 +94,8 @@ where
 /// Settings of the writer thread.
 #[derive(Clone, Debug)]
 pub struct WriterLimits {
-    /// Requests that may wait for the writer; further callers wait for room.
+    /// Maximum number of requests waiting for the writer. Further callers
+    /// wait for room.
     pub queue_max: usize,
     /// Requests committed together in one transaction at most.
     pub batch_max: usize,
@@ -108,13 +109,21 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(conn: Connection, blobs: BlobDir, notifier: Arc<ChangeNotifier>, limits: WriterLimits) -> Result<Self> {
+    pub fn start(
+        conn: Connection,
+        blobs: BlobDir,
+        notifier: Arc<ChangeNotifier>,
+        limits: WriterLimits,
+    ) -> Result<Self> {
         let (sender, receiver) = mpsc::channel(limits.queue_max.max(1));
         let batch_max = limits.batch_max.max(1);
         let thread = std::thread::Builder::new()
             .name("roost-store-writer".into())
             .spawn(move || write_loop(conn, receiver, &blobs, &notifier, batch_max))?;
-        Ok(Self { requests: Some(sender), thread: Some(thread) })
+        Ok(Self {
+            requests: Some(sender),
+            thread: Some(thread),
+        })
     }
 
     /// Runs `work` in the next transaction and returns its result once the
@@ -125,7 +134,11 @@ impl Writer {
         F: FnOnce(&Connection, &mut Effects) -> Result<T> + Send + 'static,
     {
         let (reply, result) = oneshot::channel();
-        let request = Box::new(Request { work: Some(work), result: None, reply });
+        let request = Box::new(Request {
+            work: Some(work),
+            result: None,
+            reply,
+        });
         let sender = self.requests.as_ref().ok_or(StoreError::Closed)?;
         sender.send(request).await.map_err(|_| StoreError::Closed)?;
         result.await.unwrap_or(Err(StoreError::Closed))
@@ -135,17 +148,19 @@ impl Writer {
     /// Returns how many requests wait in the queue, not counting the batch
     /// the writer is running.
     pub fn queued(&self) -> usize {
-        self.requests.as_ref().map_or(0, |sender| sender.max_capacity() - sender.capacity())
+        self.requests
+            .as_ref()
+            .map_or(0, |sender| sender.max_capacity() - sender.capacity())
     }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
         self.requests = None;
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                tracing::error!("store writer thread panicked");
-            }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("store writer thread panicked");
         }
     }
 }
@@ -171,7 +186,12 @@ fn write_loop(
     tracing::debug!("store writer stopped");
 }
 
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<Box<dyn Pending>>, blobs: &BlobDir, notifier: &ChangeNotifier) {
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<Box<dyn Pending>>,
+    blobs: &BlobDir,
+    notifier: &ChangeNotifier,
+) {
     let mut effects = Effects::default();
     let committed = run_batch(conn, batch, &mut effects);
     match committed {
@@ -203,7 +223,11 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Box<dyn Pending>>, blobs:
 /// left without references, and commits. Returns the ids of the deleted
 /// blob rows, whose files are removed after the commit so that a failed
 /// commit never leaves a row without its file.
-fn run_batch(conn: &mut Connection, batch: &mut [Box<dyn Pending>], effects: &mut Effects) -> Result<Vec<BlobId>> {
+fn run_batch(
+    conn: &mut Connection,
+    batch: &mut [Box<dyn Pending>],
+    effects: &mut Effects,
+) -> Result<Vec<BlobId>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for request in batch.iter_mut() {
         run_in_savepoint(&tx, request.as_mut(), effects);
@@ -219,11 +243,15 @@ fn run_in_savepoint(conn: &Connection, request: &mut dyn Pending, effects: &mut 
         return;
     }
     let mut own_effects = Effects::default();
-    let ok = catch_unwind(AssertUnwindSafe(|| request.run(conn, &mut own_effects))).unwrap_or_else(|_| {
-        tracing::error!("store request panicked; its changes are rolled back");
-        request.fail(StoreError::Io(std::io::Error::other("store request panicked")));
-        false
-    });
+    let ok = catch_unwind(AssertUnwindSafe(|| request.run(conn, &mut own_effects))).unwrap_or_else(
+        |_| {
+            tracing::error!("store request panicked; its changes are rolled back");
+            request.fail(StoreError::Io(std::io::Error::other(
+                "store request panicked",
+            )));
+            false
+        },
+    );
     if ok {
         match conn.execute_batch("RELEASE request") {
             Ok(()) => {
@@ -263,13 +291,28 @@ mod tests {
         let mut conn = schema::connect(&index, std::time::Duration::from_secs(5)).unwrap();
         schema::migrate(&mut conn).unwrap();
         let blobs = BlobDir::open(dir.path().join("blobs")).unwrap();
-        let writer = Writer::start(conn, blobs, Arc::new(ChangeNotifier::new()), WriterLimits { queue_max, batch_max }).unwrap();
-        Fixture { _dir: dir, index, writer: Arc::new(writer) }
+        let writer = Writer::start(
+            conn,
+            blobs,
+            Arc::new(ChangeNotifier::new()),
+            WriterLimits {
+                queue_max,
+                batch_max,
+            },
+        )
+        .unwrap();
+        Fixture {
+            _dir: dir,
+            index,
+            writer: Arc::new(writer),
+        }
     }
 
     /// Occupies the writer thread until the returned sender is used or
     /// dropped.
-    async fn block(writer: &Arc<Writer>) -> (std_mpsc::Sender<()>, tokio::task::JoinHandle<Result<()>>) {
+    async fn block(
+        writer: &Arc<Writer>,
+    ) -> (std_mpsc::Sender<()>, tokio::task::JoinHandle<Result<()>>) {
         let (release, released) = std_mpsc::channel::<()>();
         let (started, is_started) = oneshot::channel();
         let writer = writer.clone();
@@ -286,7 +329,9 @@ mod tests {
         (release, blocker)
     }
 
-    fn insert_marker(key: &'static str) -> impl FnOnce(&Connection, &mut Effects) -> Result<()> + Send + 'static {
+    fn insert_marker(
+        key: &'static str,
+    ) -> impl FnOnce(&Connection, &mut Effects) -> Result<()> + Send + 'static {
         move |conn, _| {
             conn.execute("INSERT INTO meta (key, value) VALUES (?1, 1)", [key])?;
             Ok(())
@@ -301,7 +346,10 @@ mod tests {
             tokio::task::yield_now().await;
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        panic!("queue never reached {count} requests; it has {}", writer.queued());
+        panic!(
+            "queue never reached {count} requests; it has {}",
+            writer.queued()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,17 +360,26 @@ mod tests {
         let mut callers = Vec::new();
         for key in ["first", "second", "third"] {
             let writer = fixture.writer.clone();
-            callers.push(tokio::spawn(async move { writer.run(insert_marker(key)).await }));
+            callers.push(tokio::spawn(
+                async move { writer.run(insert_marker(key)).await },
+            ));
         }
-        // Two requests fill the queue; the third caller waits for room.
+        // Two requests fill the queue, so the third caller waits for room.
         wait_until_queued(&fixture.writer, 2).await;
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        assert_eq!(fixture.writer.queued(), 2, "the queue must not grow past its limit");
+        assert_eq!(
+            fixture.writer.queued(),
+            2,
+            "the queue must not grow past its limit"
+        );
 
         release.send(()).unwrap();
         blocker.await.unwrap().unwrap();
         for caller in callers {
-            caller.await.unwrap().expect("a waiting caller must get through once there is room");
+            caller
+                .await
+                .unwrap()
+                .expect("a waiting caller must get through once there is room");
         }
         assert_eq!(fixture.writer.queued(), 0);
     }
@@ -346,10 +403,17 @@ mod tests {
                         // The first request's row is visible here but not
                         // to another connection, so both run in one
                         // uncommitted transaction.
-                        let own: i64 = conn.query_row("SELECT count(*) FROM meta WHERE key = 'grouped'", [], |row| row.get(0))?;
+                        let own: i64 = conn.query_row(
+                            "SELECT count(*) FROM meta WHERE key = 'grouped'",
+                            [],
+                            |row| row.get(0),
+                        )?;
                         let other = Connection::open(&index)?;
-                        let outside: i64 =
-                            other.query_row("SELECT count(*) FROM meta WHERE key = 'grouped'", [], |row| row.get(0))?;
+                        let outside: i64 = other.query_row(
+                            "SELECT count(*) FROM meta WHERE key = 'grouped'",
+                            [],
+                            |row| row.get(0),
+                        )?;
                         Ok((own, outside))
                     })
                     .await
@@ -390,7 +454,10 @@ mod tests {
 
         release.send(()).unwrap();
         blocker.await.unwrap().unwrap();
-        assert!(matches!(failing.await.unwrap(), Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            failing.await.unwrap(),
+            Err(StoreError::Invalid(_))
+        ));
         succeeding.await.unwrap().unwrap();
 
         let check = Connection::open(&fixture.index).unwrap();
