@@ -32,7 +32,7 @@ enum Advertised {
 }
 
 /// Returns every capability Roost can advertise, in listing order.
-fn table() -> [(Advertised, Capability<'static>); 13] {
+fn table() -> [(Advertised, Capability<'static>); 15] {
     [
         (Advertised::Always, Capability::Imap4Rev1),
         (Advertised::StartTls, Capability::StartTls),
@@ -50,12 +50,21 @@ fn table() -> [(Advertised, Capability<'static>); 13] {
         (Advertised::Always, Capability::Unselect),
         (Advertised::Always, Capability::UidPlus),
         (Advertised::Always, Capability::Move),
+        // RFC 3348: LIST returns \HasChildren and \HasNoChildren.
+        (Advertised::Always, other("CHILDREN")),
+        // RFC 6154: LIST returns special-use attributes such as \Sent.
+        (Advertised::Always, other("SPECIAL-USE")),
     ]
 }
 
 /// Returns the capabilities to advertise in `state`, for the CAPABILITY
 /// response and the CAPABILITY response code of the greeting and of a
 /// successful login.
+fn other(name: &'static str) -> Capability<'static> {
+    let atom = imap_types::core::Atom::try_from(name).expect("capability names in the table are valid atoms");
+    Capability::from(atom)
+}
+
 pub fn capabilities(state: SessionState, options: &CapabilityOptions) -> Vec1<Capability<'static>> {
     let before_authentication = state == SessionState::NotAuthenticated;
     let mut listed: Vec<Capability<'static>> = Vec::new();
@@ -92,7 +101,7 @@ mod tests {
     #[test]
     fn capability_lists_by_state() {
         let common = "LITERAL+";
-        let extensions = "ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE";
+        let extensions = "ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE";
         let cases = [
             (
                 listed(SessionState::NotAuthenticated, false, false),

@@ -55,7 +55,7 @@ pub async fn dispatch(
     }
 }
 
-fn protocol_state(state: &State) -> SessionState {
+pub fn protocol_state(state: &State) -> SessionState {
     match state {
         State::NotAuthenticated { .. } => SessionState::NotAuthenticated,
         State::Authenticated(_) => SessionState::Authenticated,

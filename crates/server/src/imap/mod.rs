@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use roost_auth::UserDb;
+use roost_proto::capability::CapabilityOptions;
 use roost_store::MailStore;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -99,13 +100,11 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ImapContext>, mut shutdown: w
     while sessions.join_next().await.is_some() {}
 }
 
-/// The CAPABILITY list for a session in `state`.
+/// The CAPABILITY list for a session in `state`, space-separated.
 pub fn capabilities(state: &State, _ctx: &ImapContext) -> String {
-    let mut caps = String::from(
-        "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE",
-    );
-    if matches!(state, State::NotAuthenticated { .. }) {
-        caps.push_str(" AUTH=PLAIN");
-    }
-    caps
+    let protocol_state = dispatch::protocol_state(state);
+    let options = CapabilityOptions { login_disabled: false, starttls_offered: false };
+    let listed = roost_proto::capability::capabilities(protocol_state, &options);
+    let names: Vec<String> = listed.as_ref().iter().map(ToString::to_string).collect();
+    names.join(" ")
 }

@@ -318,3 +318,75 @@ async fn process_buffered(session: &mut Session, stream: &mut TcpStream) -> std:
 /// The tag and body of a command, for handlers.
 pub type ClientCommand = Command<'static>;
 pub type Body = CommandBody<'static>;
+
+#[cfg(test)]
+mod tests {
+    //! Pins the memory a waiting session keeps, so growth is noticed in
+    //! review. A waiting session is its task (the `run` future, which owns
+    //! the socket and the `Session`), plus the boxed state it points to;
+    //! buffers are released before every wait.
+
+    use std::mem::size_of;
+
+    use super::*;
+
+    /// Bytes of the session's own struct.
+    const SESSION_BYTES_MAX: usize = 256;
+    /// Bytes of the boxed per-mailbox state of a selected session,
+    /// excluding the shared snapshot.
+    const SELECTED_BYTES_MAX: usize = 128;
+    /// Bytes of the whole connection future while it waits, socket
+    /// registration handle and session included.
+    const RUN_FUTURE_BYTES_MAX: usize = 1024;
+
+    #[test]
+    fn waiting_session_state_stays_small() {
+        let session = size_of::<Session>();
+        let selected = size_of::<Selected>();
+        let account = size_of::<Account>();
+        assert!(session <= SESSION_BYTES_MAX, "Session is {session} bytes");
+        assert!(selected <= SELECTED_BYTES_MAX, "Selected is {selected} bytes");
+        assert!(account <= 32, "Account is {account} bytes");
+    }
+
+    #[tokio::test]
+    async fn connection_future_stays_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = roost_store::sqlite::SqliteStore::open(dir.path()).unwrap();
+        let users = roost_auth::UserDb::open(dir.path()).unwrap();
+        let config = crate::config::Config {
+            data_dir: dir.path().to_owned(),
+            imap_listen: None,
+            lmtp_listen: None,
+            shutdown_grace: std::time::Duration::from_secs(1),
+            imap: crate::config::ImapConfig {
+                idle_keepalive: std::time::Duration::from_secs(120),
+                timeout_authenticated: std::time::Duration::from_secs(1800),
+                timeout_unauthenticated: std::time::Duration::from_secs(60),
+                default_mailboxes: Vec::new(),
+            },
+            lmtp: crate::config::LmtpConfig { local_domains: Vec::new(), hostname: "test".to_owned() },
+            limits: crate::config::Limits {
+                line_bytes_max: 65536,
+                literal_bytes_max_unauthenticated: 8192,
+                message_bytes_max: 1 << 20,
+                command_bytes_max: 1 << 20,
+                mailbox_name_bytes_max: 1024,
+                mailbox_depth_max: 32,
+                mime_depth_max: 32,
+                login_failures_max: 3,
+                lmtp_recipients_max: 10,
+            },
+        };
+        let ctx = ImapContext::new(Arc::new(store), Arc::new(users), Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+
+        let future = run(server, peer, ctx, 1);
+        let bytes = std::mem::size_of_val(&future);
+        assert!(bytes <= RUN_FUTURE_BYTES_MAX, "connection future is {bytes} bytes");
+        drop(future);
+        drop(client);
+    }
+}
