@@ -5,6 +5,7 @@
 //! delivery belong to `roost_server`.
 
 use std::future::Future;
+use std::io::IsTerminal;
 
 use roost_server::config::Config;
 use tokio::signal::unix::{SignalKind, signal};
@@ -26,8 +27,11 @@ pub fn init_logging(flag: Option<&str>, from_file: Option<&str>) -> Result<(), C
     };
     let filter = EnvFilter::try_new(&directives)
         .map_err(|err| CliError::Usage(format!("{source}: invalid log filter \"{directives}\": {err}")))?;
+    // Colour codes only help a person at a terminal; in journald or a log
+    // file they are noise.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .init();
     Ok(())
