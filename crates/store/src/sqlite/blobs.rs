@@ -98,8 +98,9 @@ impl BlobDir {
     /// Deletes body files and temporary files that `is_referenced` does not
     /// claim and that were last modified more than `grace` ago. The grace
     /// period protects files that another process has written but not yet
-    /// committed. Stops early, returning the count so far, when `stop`
-    /// returns true. Returns the number of files deleted.
+    /// committed. Files that vanish meanwhile (removed by another process)
+    /// are skipped. Stops early when `stop` returns true, which is checked
+    /// before each file. Returns the number of files deleted.
     pub fn remove_orphans(
         &self,
         grace: Duration,
@@ -116,8 +117,15 @@ impl BlobDir {
             }
             let folder = self.root.join(format!("{fanout:02x}"));
             for entry in fs::read_dir(&folder)? {
+                if stop() {
+                    break;
+                }
                 let entry = entry?;
-                let modified = entry.metadata()?.modified()?;
+                let modified = match entry.metadata().and_then(|metadata| metadata.modified()) {
+                    Ok(modified) => modified,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(err.into()),
+                };
                 if modified > cutoff {
                     continue;
                 }
@@ -132,10 +140,14 @@ impl BlobDir {
                         Err(_) => false,
                     }
                 };
-                if orphan {
-                    tracing::info!(path = %entry.path().display(), "removing unreferenced message body file");
-                    fs::remove_file(entry.path())?;
-                    removed += 1;
+                if !orphan {
+                    continue;
+                }
+                tracing::info!(path = %entry.path().display(), "removing unreferenced message body file");
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(err.into()),
                 }
             }
         }
