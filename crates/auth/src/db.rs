@@ -1,7 +1,7 @@
 //! `UserDb`: lookups against the passwd-file, reloaded when it changes.
 //!
 //! This module owns the in-memory snapshot and the decision when to re-read
-//! the file. It knows nothing about IMAP or the server; editing the file
+//! the file. IMAP and the server are outside it, and editing the file
 //! lives in `edit`.
 
 use std::collections::HashMap;
@@ -29,7 +29,7 @@ pub struct UserDbOptions {
     /// check is one `stat`, and a re-read happens only when the inode, size
     /// or modification time changed.
     pub reload_interval: Duration,
-    /// Longest password, in bytes, that `verify`, `add` and `set_password`
+    /// Maximum password length, in bytes, that `verify`, `add` and `set_password`
     /// accept. Longer passwords are rejected without hashing because
     /// SHA-crypt's work grows with the square of the password length, so a
     /// client could otherwise make one login cost seconds of CPU.
@@ -37,9 +37,9 @@ pub struct UserDbOptions {
 }
 
 impl Default for UserDbOptions {
-    /// One second between checks keeps a busy server to one `stat` per
-    /// second while an edit shows up almost at once; 1024 bytes is far
-    /// above any typed password or passphrase.
+    /// Returns a one-second reload interval, which limits a busy server to
+    /// one `stat` per second while an edit takes effect almost at once, and
+    /// a 1024-byte password limit, far above any typed passphrase.
     fn default() -> UserDbOptions {
         UserDbOptions {
             reload_interval: Duration::from_secs(1),
@@ -210,7 +210,7 @@ impl UserDb {
     }
 
     fn reload_if_changed(&self) {
-        // Only the caller that finds the check due does it; the others keep
+        // Only the caller that finds the check due runs it. The others keep
         // using the snapshot they have, so a slow re-read of a big file
         // blocks one lookup, not all of them.
         {
@@ -275,7 +275,7 @@ pub(crate) fn load_snapshot(path: &Path) -> Result<Snapshot, AuthError> {
 }
 
 /// Logs one line per unsupported scheme with the number of users that have
-/// it, so an administrator sees the problem before those users try to log in.
+/// it, so an administrator learns of the problem before those users try to log in.
 fn report_unsupported_schemes(path: &Path, passwords: &HashMap<Box<str>, Box<str>>) {
     let mut counts: HashMap<String, usize> = HashMap::new();
     for field in passwords.values() {

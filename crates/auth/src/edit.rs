@@ -222,8 +222,8 @@ impl UserDb {
             .and_then(|dir| dir.sync_all())
             .map_err(io_error(&self.data_dir))?;
 
-        // The server in this process, if any, sees the edit at once rather
-        // than at the next check.
+        // A server in this process gets the edit at once rather than at the
+        // next check.
         self.replace_snapshot(load_snapshot(&self.path)?);
         Ok(result)
     }
@@ -281,8 +281,8 @@ fn lock_exclusive(path: &Path) -> Result<File, AuthError> {
 }
 
 /// Writes the passwd-file's new contents and flushes them to disk. A new
-/// file is readable by its owner only because it holds password hashes; a
-/// replaced file keeps the old file's mode and, where permitted, its owner.
+/// file is readable by its owner only because it contains password hashes.
+/// A replaced file keeps the old file's mode and, where permitted, its owner.
 fn write_lines(path: &Path, lines: &[String], old_metadata: Option<&fs::Metadata>) -> io::Result<()> {
     let mode = old_metadata.map_or(0o600, |metadata| metadata.permissions().mode() & 0o7777);
     let file = OpenOptions::new()
@@ -294,9 +294,9 @@ fn write_lines(path: &Path, lines: &[String], old_metadata: Option<&fs::Metadata
     file.set_permissions(fs::Permissions::from_mode(mode))?;
     if let Some(metadata) = old_metadata {
         use std::os::unix::fs::MetadataExt;
-        // Only root may give a file away; for anyone else the new file
-        // keeps their own owner, which is the owner an edit by them would
-        // have produced anyway.
+        // Only root may give a file away. For anyone else the new file
+        // keeps their own owner, which an edit by them would have produced
+        // anyway.
         let _ = std::os::unix::fs::fchown(&file, Some(metadata.uid()), Some(metadata.gid()));
     }
 

@@ -6,7 +6,7 @@
 use std::io;
 use std::path::PathBuf;
 
-/// Why a lookup, a login or an edit of the user database failed.
+/// Failure of a lookup, a login or an edit of the user database.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// Reading, writing, locking or renaming a file failed.

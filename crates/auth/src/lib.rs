@@ -2,8 +2,8 @@
 //! schemes needed to verify logins against it.
 //!
 //! This crate owns the file `DATA_DIR/users`, its parsing, reloading and
-//! atomic editing, and password verification and hashing. It knows nothing
-//! about IMAP, LMTP, sessions or the mail store: deleting a user removes the
+//! atomic editing, and password verification and hashing. It has no notion
+//! of IMAP, LMTP, sessions or the mail store, so deleting a user removes the
 //! login only.
 //!
 //! # The passwd-file

@@ -1,16 +1,16 @@
 //! The passwd-file format: user-name rules, line splitting and parsing a
 //! whole file into a map.
 //!
-//! This module owns the text format only. It knows nothing about locking,
-//! reloading or password schemes beyond keeping the field as text.
+//! This module owns the text format only. Locking, reloading and password
+//! schemes are outside it, and the password field stays opaque text.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use crate::error::AuthError;
 
-/// Longest user name, in bytes of its UTF-8 form. Dovecot and most MTAs
-/// handle at least this, and an address local part plus domain fits.
+/// Maximum user name length, in bytes of its UTF-8 form. It leaves room for
+/// ordinary e-mail addresses used as user names.
 pub const USER_NAME_BYTES_MAX: usize = 255;
 
 /// Checks a user name against the passwd-file rules.
@@ -98,7 +98,7 @@ pub(crate) struct UserMap {
 const SKIPPED_REASONS_MAX: usize = 20;
 
 /// Parses a whole passwd-file. Broken lines and repeated names are skipped
-/// and reported, so that one bad edit does not lock every user out; for a
+/// and reported, so that one bad edit does not lock every user out. For a
 /// repeated name the first line wins, as in Dovecot.
 pub(crate) fn parse_file(text: &str) -> (UserMap, usize) {
     let mut map = UserMap::default();

@@ -2,8 +2,8 @@
 //! new passwords.
 //!
 //! This module owns the scheme names, their Dovecot spellings and the
-//! constant-time comparisons. It knows nothing about files, user names or
-//! reloading.
+//! constant-time comparisons. Files, user names and reloading are outside
+//! it.
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use base64::Engine;
@@ -170,7 +170,7 @@ fn detect_crypt(data: &str) -> Result<Scheme, &'static str> {
     }
 }
 
-/// Why a stored password did not verify. The caller adds the user name.
+/// Reason a stored password did not verify. The caller adds the user name.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum VerifyFailure {
     Mismatch,

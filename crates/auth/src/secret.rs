@@ -1,7 +1,7 @@
 //! The `Secret` wrapper that keeps passwords out of logs.
 //!
-//! This module owns only the redaction. It knows nothing about schemes or
-//! the passwd-file.
+//! This module owns only the redaction. Schemes and the passwd-file are
+//! outside it.
 
 use std::fmt;
 

@@ -2,8 +2,8 @@
 //! command-line flags, in that order of precedence.
 //!
 //! This module owns the TOML layout, the defaults and the one-line error
-//! messages for bad keys and values. It knows nothing about clap or about
-//! what the server does with each setting.
+//! messages for bad keys and values. Clap and what the server does with
+//! each setting are outside it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -70,7 +70,7 @@ struct ServeArgs {
     log_level: Option<String>,
 }
 
-/// Where the user commands find the data directory: `--data-dir`, else the
+/// Source of the user commands' data directory: `--data-dir`, else the
 /// config file's `data_dir`, else `./roost-data`.
 #[derive(Args, Debug)]
 struct DataLocation {

@@ -2,18 +2,18 @@
 //! durations, listen addresses and log filters.
 //!
 //! This module owns the accepted spellings and the "expected ..." part of
-//! error messages. It knows nothing about which key a value belongs to.
+//! error messages. Which key a value belongs to is outside it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// What a duration value must look like, for error messages.
+/// Description of a valid duration, for error messages.
 pub const DURATION_EXPECTED: &str = "expected a duration such as \"30s\", \"10m\", \"2h\" or \"1h30m\"";
 
-/// What a listen address must look like, for error messages.
+/// Description of a valid listen address, for error messages.
 pub const LISTEN_EXPECTED: &str = "expected IP:PORT such as 127.0.0.1:1143 or [::1]:1143, or \"off\"";
 
-/// Longest duration accepted, so that later arithmetic on deadlines cannot
+/// Maximum duration accepted, so that later arithmetic on deadlines cannot
 /// overflow: a year is far beyond any useful timeout.
 const DURATION_MAX: Duration = Duration::from_secs(365 * 24 * 3600);
 
