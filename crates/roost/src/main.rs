@@ -181,7 +181,7 @@ fn run(command: Command) -> Result<(), CliError> {
             Ok(())
         }
         Command::User { command } => run_user(command),
-        Command::Deliver { name, location } => user::deliver(&data_dir(&location)?, &name),
+        Command::Deliver { name, location } => user::deliver(&location_settings(&location)?, &name),
     }
 }
 
@@ -230,4 +230,17 @@ fn data_dir(location: &DataLocation) -> Result<PathBuf, CliError> {
         return Ok(settings.server.data_dir);
     }
     Ok(Path::new(DATA_DIR_DEFAULT).to_path_buf())
+}
+
+/// Builds the settings for `roost deliver`: defaults, then `--config`, then
+/// `--data-dir`.
+fn location_settings(location: &DataLocation) -> Result<Settings, CliError> {
+    let mut settings = default_settings();
+    if let Some(file) = &location.config {
+        apply_file(&mut settings, file).map_err(CliError::Config)?;
+    }
+    if let Some(data_dir) = &location.data_dir {
+        settings.server.data_dir = data_dir.clone();
+    }
+    Ok(settings)
 }

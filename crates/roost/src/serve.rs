@@ -7,7 +7,6 @@
 use std::future::Future;
 use std::io::IsTerminal;
 
-use roost_server::config::Config;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 use tracing_subscriber::EnvFilter;
@@ -54,7 +53,7 @@ pub fn run(settings: Settings) -> Result<(), CliError> {
             "starting roost {}",
             env!("CARGO_PKG_VERSION")
         );
-        start_server(config, shutdown)
+        roost_server::serve(config, shutdown)
             .await
             .map_err(|err| CliError::Runtime(format!("{err:#}")))?;
         info!("stopped");
@@ -74,13 +73,4 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'stati
             _ = interrupt.recv() => info!("received SIGINT; shutting down"),
         }
     })
-}
-
-/// Runs the server with `config` until `shutdown` completes.
-// TODO(serve): call roost_server::serve(config, shutdown) once it exists;
-// until then `roost serve` validates its settings and fails with exit code 1.
-async fn start_server(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    drop(shutdown);
-    let _ = config;
-    anyhow::bail!("the server is not available in this build: roost_server::serve is missing")
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use roost_auth::{AuthError, Secret, UserDb, UserDbOptions};
 
 use crate::CliError;
+use crate::config::Settings;
 
 /// Reads a new password: from a prompt without echo, asked twice, when
 /// stdin is a terminal, else from the first line of stdin.
@@ -156,18 +157,40 @@ fn output_error(err: io::Error) -> CliError {
     }
 }
 
-/// Delivers the message on stdin to `name`'s INBOX.
-pub fn deliver(data_dir: &Path, name: &str) -> Result<(), CliError> {
-    let db = open_db(data_dir)?;
+/// Delivers the message on stdin to `name`'s INBOX. At most
+/// `limits.message_bytes_max` bytes are read, so a runaway pipe cannot
+/// fill memory.
+pub fn deliver(settings: &Settings, name: &str) -> Result<(), CliError> {
+    let config = &settings.server;
+    let db = open_db(&config.data_dir)?;
     if !db.exists(name) {
         return Err(auth_error(AuthError::UserNotFound(name.to_owned())));
     }
-    // TODO(deliver): read the message from stdin with the configured
-    // message_bytes_max and call roost_server::delivery::deliver_local once
-    // it exists; until then the command fails without reading stdin.
-    Err(CliError::Runtime(
-        "delivery is not available in this build: roost_server::delivery::deliver_local is missing".to_owned(),
-    ))
+    drop(db);
+
+    let message_bytes_max = config.limits.message_bytes_max;
+    let mut message = Vec::new();
+    io::stdin()
+        .lock()
+        .take(u64::try_from(message_bytes_max).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut message)
+        .map_err(|err| CliError::Runtime(format!("reading the message from stdin failed: {err}")))?;
+    if message.len() > message_bytes_max {
+        return Err(CliError::Runtime(format!(
+            "the message is larger than limits.message_bytes_max ({message_bytes_max} bytes); nothing was delivered"
+        )));
+    }
+    if message.is_empty() {
+        return Err(CliError::Usage("the message on stdin is empty; nothing was delivered".to_owned()));
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| CliError::Runtime(format!("starting the tokio runtime failed: {err}")))?;
+    runtime
+        .block_on(roost_server::delivery::deliver_local(config, name, message))
+        .map_err(|err| CliError::Runtime(format!("{err:#}")))
 }
 
 #[cfg(test)]

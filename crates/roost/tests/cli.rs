@@ -309,6 +309,8 @@ fn deliver_to_unknown_user_fails() {
 
 #[test]
 fn deliver_to_existing_user() {
+    use roost_store::MailStore;
+
     let dir = tempfile::tempdir().unwrap();
     let data = path_arg(dir.path());
     let added = roost(&["user", "add", "alice", "--data-dir", data], b"pw\n");
@@ -316,9 +318,65 @@ fn deliver_to_existing_user() {
 
     let output = roost(&["deliver", "alice", "--data-dir", data], b"Subject: hi\r\n\r\nbody\r\n");
 
-    // FIXME: delivery must succeed with exit code 0 and put the message in
-    // alice's INBOX; it fails until roost_server::delivery::deliver_local
-    // is wired into `roost deliver`.
-    assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("delivery is not available"), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let messages = runtime.block_on(async {
+        let store = roost_store::sqlite::SqliteStore::open(dir.path()).unwrap();
+        let account = store.account("alice", &[]).await.unwrap();
+        let inbox = store.mailbox(account, "INBOX").await.unwrap().expect("INBOX exists");
+        store.status(inbox.id).await.unwrap().messages
+    });
+    assert_eq!(messages, 1);
+}
+
+#[test]
+fn deliver_rejects_empty_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = path_arg(dir.path());
+    let added = roost(&["user", "add", "alice", "--data-dir", data], b"pw\n");
+    assert_eq!(added.status.code(), Some(0), "{}", stderr(&added));
+
+    let output = roost(&["deliver", "alice", "--data-dir", data], b"");
+
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(stderr(&output), "roost: the message on stdin is empty; nothing was delivered\n");
+}
+
+#[test]
+fn serve_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(["serve", "--data-dir", path_arg(dir.path()), "--imap-listen", "127.0.0.1:0", "--lmtp-listen", "off"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // The start-up line is logged before the listeners open, so reading it
+    // shows the signal handlers are in place before SIGTERM is sent.
+    let mut stderr_reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr_reader, &mut line).unwrap();
+    assert!(line.contains("starting roost"), "{line}");
+    // SAFETY: kill sends a signal to the child this test started and owns.
+    let status = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(status, 0);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("roost serve did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr_reader, &mut rest).unwrap();
+    assert_eq!(exit.code(), Some(0), "{rest}");
+    assert!(rest.contains("received SIGTERM"), "{rest}");
 }
