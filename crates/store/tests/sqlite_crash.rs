@@ -15,7 +15,8 @@ use roost_store::conformance::message;
 use roost_store::sqlite::SqliteStore;
 
 const CHILD_DIR_VARIABLE: &str = "ROOST_STORE_CRASH_CHILD_DIR";
-/// Appends the child makes at most, so it stops by itself if never killed.
+/// Maximum number of appends by the child, so it stops by itself if never
+/// killed.
 const CHILD_APPENDS_MAX: u32 = 2000;
 /// Messages that must be stored before the child is killed.
 const STORED_BEFORE_KILL: u32 = 20;

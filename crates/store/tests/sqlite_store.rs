@@ -240,3 +240,45 @@ async fn expunge_records_pruned_past_limit() {
         "nothing after the first expunge was pruned"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailbox_count_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions {
+        mailboxes_per_account_max: 3,
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(dir.path(), options).unwrap();
+    let account = store.account("alice", &[]).await.unwrap();
+
+    store.create_mailbox(account, "a", None).await.unwrap();
+    store
+        .create_mailbox(account, "b", None)
+        .await
+        .expect("the third mailbox is at the limit");
+    let past = store.create_mailbox(account, "c", None).await;
+    assert!(matches!(past, Err(StoreError::Forbidden(_))), "{past:?}");
+
+    store.delete_mailbox(account, "b").await.unwrap();
+    let with_parent = store.create_mailbox(account, "x/y", None).await;
+    assert!(
+        matches!(with_parent, Err(StoreError::Forbidden(_))),
+        "{with_parent:?}"
+    );
+    assert!(
+        store.mailbox(account, "x").await.unwrap().is_none(),
+        "a rejected create leaves no parent"
+    );
+
+    store.create_mailbox(account, "b", None).await.unwrap();
+    let renamed = store.rename_mailbox(account, "a", "p/q").await;
+    assert!(
+        matches!(renamed, Err(StoreError::Forbidden(_))),
+        "{renamed:?}"
+    );
+    assert!(
+        store.mailbox(account, "a").await.unwrap().is_some(),
+        "a rejected rename changes nothing"
+    );
+    assert!(store.mailbox(account, "p").await.unwrap().is_none());
+}

@@ -263,6 +263,25 @@ pub fn create_mailbox(
     create_with_parents(conn, account, name, special_use)
 }
 
+/// Fails with `Forbidden` if the account has more than `mailboxes_max`
+/// mailboxes. Write paths call it after their inserts, so the failure rolls
+/// back exactly the mailboxes that request created.
+pub fn check_mailbox_count(
+    conn: &Connection,
+    account: AccountId,
+    mailboxes_max: u64,
+) -> Result<()> {
+    let count: u64 = conn
+        .prepare_cached("SELECT count(*) FROM mailboxes WHERE account_id = ?1")?
+        .query_row([account.0], |row| row.get(0))?;
+    if count > mailboxes_max {
+        return Err(StoreError::Forbidden(format!(
+            "the account would have {count} mailboxes; the maximum is {mailboxes_max}"
+        )));
+    }
+    Ok(())
+}
+
 fn ensure_account_exists(conn: &Connection, account: AccountId) -> Result<()> {
     let exists = conn
         .prepare_cached("SELECT 1 FROM accounts WHERE id = ?1")?

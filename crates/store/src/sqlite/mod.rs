@@ -73,6 +73,9 @@ pub struct SqliteOptions {
     pub orphan_grace: Duration,
     /// Maximum length of a mailbox name in bytes (UTF-8). Default 1024.
     pub mailbox_name_bytes_max: usize,
+    /// Maximum number of mailboxes per account, counting parents that
+    /// CREATE and RENAME add. Default 10 000.
+    pub mailboxes_per_account_max: u64,
     /// Maximum number of expunge records kept per mailbox for QRESYNC.
     /// The oldest beyond this are pruned, and [`MailStore::expunged_since`]
     /// then reports its list as incomplete for older MODSEQs.
@@ -90,6 +93,7 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(10),
             orphan_grace: Duration::from_secs(3600),
             mailbox_name_bytes_max: 1024,
+            mailboxes_per_account_max: 10_000,
             expunged_per_mailbox_max: 100_000,
         }
     }
@@ -126,6 +130,8 @@ impl SqliteStore {
 
         let mut write_conn = schema::connect(&index, options.busy_timeout)?;
         schema::migrate(&mut write_conn)?;
+        // Makes the names of a new index file and its WAL durable.
+        blobs::sync_dir(dir)?;
         let peek = schema::connect(&index, options.busy_timeout)?;
         let poll_conn = schema::connect(&index, options.busy_timeout)?;
         let cleanup_conn = schema::connect(&index, options.busy_timeout)?;
@@ -278,9 +284,12 @@ impl MailStore for SqliteStore {
     ) -> Result<MailboxId> {
         let name = self.canonical(name)?;
         let special_use = special_use.map(str::to_owned);
+        let mailboxes_max = self.options.mailboxes_per_account_max;
         self.writer
             .run(move |conn, _| {
-                mailboxes::create_mailbox(conn, account, &name, special_use.as_deref())
+                let id = mailboxes::create_mailbox(conn, account, &name, special_use.as_deref())?;
+                mailboxes::check_mailbox_count(conn, account, mailboxes_max)?;
+                Ok(id)
             })
             .await
     }
@@ -296,9 +305,11 @@ impl MailStore for SqliteStore {
         let from = self.canonical(from)?;
         let to = self.canonical(to)?;
         let expunged_max = self.options.expunged_per_mailbox_max;
+        let mailboxes_max = self.options.mailboxes_per_account_max;
         self.writer
             .run(move |conn, effects| {
-                mailboxes::rename_mailbox(conn, account, &from, &to, expunged_max, effects)
+                mailboxes::rename_mailbox(conn, account, &from, &to, expunged_max, effects)?;
+                mailboxes::check_mailbox_count(conn, account, mailboxes_max)
             })
             .await
     }
