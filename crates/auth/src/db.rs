@@ -138,7 +138,11 @@ impl UserDb {
     /// Returns all user names, sorted.
     pub fn list(&self) -> Vec<String> {
         let snapshot = self.current();
-        let mut names: Vec<String> = snapshot.passwords.keys().map(|name| name.to_string()).collect();
+        let mut names: Vec<String> = snapshot
+            .passwords
+            .keys()
+            .map(|name| name.to_string())
+            .collect();
         names.sort_unstable();
         names
     }
@@ -183,12 +187,19 @@ impl UserDb {
             Err(VerifyFailure::Unsupported(scheme)) => {
                 warn!(user = name, scheme = %scheme, file = %self.path.display(),
                     "login failed: the stored password uses an unsupported scheme; set a new password with `roost user passwd`");
-                Err(AuthError::UnsupportedScheme { user: name.to_owned(), scheme })
+                Err(AuthError::UnsupportedScheme {
+                    user: name.to_owned(),
+                    scheme,
+                })
             }
             Err(VerifyFailure::Malformed { scheme, reason }) => {
                 warn!(user = name, scheme = %scheme, reason = %reason, file = %self.path.display(),
                     "login failed: the stored password hash is malformed");
-                Err(AuthError::MalformedHash { user: name.to_owned(), scheme, reason })
+                Err(AuthError::MalformedHash {
+                    user: name.to_owned(),
+                    scheme,
+                    reason,
+                })
             }
         }
     }
@@ -206,7 +217,10 @@ impl UserDb {
     }
 
     pub(crate) fn replace_snapshot(&self, snapshot: Snapshot) {
-        *self.snapshot.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
     }
 
     fn reload_if_changed(&self) {
@@ -214,7 +228,10 @@ impl UserDb {
         // using the snapshot they have, so a slow re-read of a big file
         // blocks one lookup, not all of them.
         {
-            let mut last_check = self.last_check.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut last_check = self
+                .last_check
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if last_check.elapsed() < self.options.reload_interval {
                 return;
             }
@@ -248,7 +265,10 @@ impl UserDb {
 /// Reads and parses the passwd-file. The stamp comes from the open file
 /// handle, so it always matches the text that was read.
 pub(crate) fn load_snapshot(path: &Path) -> Result<Snapshot, AuthError> {
-    let io_error = |source| AuthError::Io { path: path.to_path_buf(), source };
+    let io_error = |source| AuthError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
 
     let mut file = match File::open(path) {
         Ok(file) => file,

@@ -56,7 +56,9 @@ impl UserDb {
             let Some(index) = find_user(lines, name) else {
                 return Err(AuthError::UserNotFound(name.to_owned()));
             };
-            let rest = split_user_line(&lines[index]).map(|user| user.rest.to_owned()).unwrap_or_default();
+            let rest = split_user_line(&lines[index])
+                .map(|user| user.rest.to_owned())
+                .unwrap_or_default();
             lines[index] = format!("{name}:{field}{rest}");
             Ok(())
         })?;
@@ -103,14 +105,19 @@ impl UserDb {
                 }
             }
 
-            let mut summary = ImportSummary { added: 0, updated: 0 };
+            let mut summary = ImportSummary {
+                added: 0,
+                updated: 0,
+            };
             for user in imported {
                 match index_by_name.get(&user.name) {
                     Some(&index) => {
                         // An import line without trailing fields keeps the
                         // existing user's uid, home and extra fields.
                         let rest = if user.rest.is_empty() {
-                            split_user_line(&lines[index]).map(|old| old.rest.to_owned()).unwrap_or_default()
+                            split_user_line(&lines[index])
+                                .map(|old| old.rest.to_owned())
+                                .unwrap_or_default()
                         } else {
                             user.rest
                         };
@@ -125,7 +132,11 @@ impl UserDb {
             }
             Ok(summary)
         })?;
-        info!(added = summary.added, updated = summary.updated, "imported users");
+        info!(
+            added = summary.added,
+            updated = summary.updated,
+            "imported users"
+        );
         Ok(summary)
     }
 
@@ -151,7 +162,10 @@ impl UserDb {
 
         for (index, line) in text.lines().enumerate() {
             let line_number = index + 1;
-            let line_error = |message: String| AuthError::ImportLine { line: line_number, message };
+            let line_error = |message: String| AuthError::ImportLine {
+                line: line_number,
+                message,
+            };
             let line = strip_line_ending(line);
             if is_comment_or_blank(line) {
                 continue;
@@ -171,7 +185,9 @@ impl UserDb {
                 }
             }
 
-            let password = if has_scheme_prefix(user.password) || scheme::looks_like_crypt_hash(user.password) {
+            let password = if has_scheme_prefix(user.password)
+                || scheme::looks_like_crypt_hash(user.password)
+            {
                 if let Some(unsupported) = scheme::unsupported_scheme(user.password) {
                     return Err(line_error(format!(
                         "unsupported password scheme {unsupported}; supported: {}",
@@ -196,7 +212,10 @@ impl UserDb {
     /// Runs `change` on the lines of the passwd-file under the edit lock and
     /// writes the result back atomically. Nothing is written when `change`
     /// returns an error.
-    fn edit_lines<T>(&self, change: impl FnOnce(&mut Vec<String>) -> Result<T, AuthError>) -> Result<T, AuthError> {
+    fn edit_lines<T>(
+        &self,
+        change: impl FnOnce(&mut Vec<String>) -> Result<T, AuthError>,
+    ) -> Result<T, AuthError> {
         let io_error = |path: &Path| {
             let path = path.to_path_buf();
             move |source| AuthError::Io { path, source }
@@ -210,7 +229,10 @@ impl UserDb {
             Err(err) if err.kind() == io::ErrorKind::NotFound => (String::new(), None),
             Err(err) => return Err(io_error(&self.path)(err)),
         };
-        let mut lines: Vec<String> = text.lines().map(|line| strip_line_ending(line).to_owned()).collect();
+        let mut lines: Vec<String> = text
+            .lines()
+            .map(|line| strip_line_ending(line).to_owned())
+            .collect();
         drop(text);
 
         let result = change(&mut lines)?;
@@ -251,14 +273,19 @@ fn user_name_of(line: &str) -> Option<&str> {
 
 /// Returns the index of the line that lookups use for `name`: the first.
 fn find_user(lines: &[String], name: &str) -> Option<usize> {
-    lines.iter().position(|line| user_name_of(line) == Some(name))
+    lines
+        .iter()
+        .position(|line| user_name_of(line) == Some(name))
 }
 
 /// Takes an exclusive `flock` on `path`, waiting for other holders. The lock
 /// is released when the returned file is closed, including when the process
 /// dies, so a crashed command never leaves a stale lock.
 fn lock_exclusive(path: &Path) -> Result<File, AuthError> {
-    let io_error = |source| AuthError::Io { path: path.to_path_buf(), source };
+    let io_error = |source| AuthError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -283,7 +310,11 @@ fn lock_exclusive(path: &Path) -> Result<File, AuthError> {
 /// Writes the passwd-file's new contents and flushes them to disk. A new
 /// file is readable by its owner only because it contains password hashes.
 /// A replaced file keeps the old file's mode and, where permitted, its owner.
-fn write_lines(path: &Path, lines: &[String], old_metadata: Option<&fs::Metadata>) -> io::Result<()> {
+fn write_lines(
+    path: &Path,
+    lines: &[String],
+    old_metadata: Option<&fs::Metadata>,
+) -> io::Result<()> {
     let mode = old_metadata.map_or(0o600, |metadata| metadata.permissions().mode() & 0o7777);
     let file = OpenOptions::new()
         .create(true)

@@ -36,7 +36,11 @@ pub enum AuthError {
     /// The password is longer than `UserDbOptions::password_bytes_max`, so
     /// it was rejected without hashing.
     #[error("password for user {user:?} is {len} bytes, more than the maximum of {max}")]
-    PasswordTooLong { user: String, len: usize, max: usize },
+    PasswordTooLong {
+        user: String,
+        len: usize,
+        max: usize,
+    },
 
     /// An empty password was given to `add` or `set_password`.
     #[error("empty password rejected")]

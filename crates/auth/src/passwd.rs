@@ -76,7 +76,11 @@ pub(crate) fn split_user_line(line: &str) -> Result<UserLine<'_>, String> {
     if password.is_empty() {
         return Err(format!("user {name:?} has an empty password field"));
     }
-    Ok(UserLine { name, password, rest })
+    Ok(UserLine {
+        name,
+        password,
+        rest,
+    })
 }
 
 /// Strips one trailing `\n` or `\r\n`.
@@ -125,7 +129,14 @@ pub(crate) fn parse_file(text: &str) -> (UserMap, usize) {
         };
         match map.passwords.entry(user.name.into()) {
             Entry::Occupied(_) => {
-                skip(&mut map, line_number, format!("user {:?} repeats an earlier line and is ignored", user.name));
+                skip(
+                    &mut map,
+                    line_number,
+                    format!(
+                        "user {:?} repeats an earlier line and is ignored",
+                        user.name
+                    ),
+                );
             }
             Entry::Vacant(slot) => {
                 slot.insert(user.password.into());
@@ -158,11 +169,16 @@ mod tests {
 
     #[test]
     fn line_splitting_keeps_trailing_fields() {
-        let line = split_user_line("bob:{PLAIN}pw:1000:1000::/home/bob::userdb_quota_rule=*:storage=1G").unwrap();
+        let line =
+            split_user_line("bob:{PLAIN}pw:1000:1000::/home/bob::userdb_quota_rule=*:storage=1G")
+                .unwrap();
 
         assert_eq!(line.name, "bob");
         assert_eq!(line.password, "{PLAIN}pw");
-        assert_eq!(line.rest, ":1000:1000::/home/bob::userdb_quota_rule=*:storage=1G");
+        assert_eq!(
+            line.rest,
+            ":1000:1000::/home/bob::userdb_quota_rule=*:storage=1G"
+        );
         assert_eq!(split_user_line("bob:{PLAIN}pw").unwrap().rest, "");
         assert!(split_user_line("bob").is_err());
         assert!(split_user_line("bob::1000").is_err());
@@ -170,7 +186,8 @@ mod tests {
 
     #[test]
     fn file_parse_skips_bad_lines() {
-        let text = "# users\n\nalice:{PLAIN}a\r\nbroken line\nalice:{PLAIN}second\nbob:{PLAIN}b:1:1\n";
+        let text =
+            "# users\n\nalice:{PLAIN}a\r\nbroken line\nalice:{PLAIN}second\nbob:{PLAIN}b:1:1\n";
         let (map, skipped) = parse_file(text);
 
         assert_eq!(map.passwords.len(), 2);

@@ -7,8 +7,8 @@
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use base64::Engine;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
@@ -60,7 +60,10 @@ impl<'a> PasswordField<'a> {
                 data: &rest[end + 1..],
             };
         }
-        PasswordField { scheme_name: "CRYPT".to_owned(), data: field }
+        PasswordField {
+            scheme_name: "CRYPT".to_owned(),
+            data: field,
+        }
     }
 }
 
@@ -199,7 +202,8 @@ pub(crate) fn verify_password(field: &str, password: &Secret) -> Result<(), Veri
         return Err(VerifyFailure::Unsupported(parsed.scheme_name));
     };
     if scheme == Scheme::Crypt {
-        scheme = detect_crypt(parsed.data).map_err(|name| VerifyFailure::Unsupported(name.to_owned()))?;
+        scheme = detect_crypt(parsed.data)
+            .map_err(|name| VerifyFailure::Unsupported(name.to_owned()))?;
     }
     let malformed = |reason: String| VerifyFailure::Malformed {
         scheme: parsed.scheme_name.clone(),
@@ -216,9 +220,13 @@ pub(crate) fn verify_password(field: &str, password: &Secret) -> Result<(), Veri
             };
             equal_plaintext(&stored, password)
         }
-        Scheme::Sha512Crypt | Scheme::Sha256Crypt => verify_sha_crypt(scheme, data, password).map_err(malformed)?,
+        Scheme::Sha512Crypt | Scheme::Sha256Crypt => {
+            verify_sha_crypt(scheme, data, password).map_err(malformed)?
+        }
         Scheme::BlfCrypt => verify_bcrypt(data, password).map_err(malformed)?,
-        Scheme::Argon2id | Scheme::Argon2i => verify_argon2(scheme, data, password).map_err(malformed)?,
+        Scheme::Argon2id | Scheme::Argon2i => {
+            verify_argon2(scheme, data, password).map_err(malformed)?
+        }
         Scheme::Digest(kind, encoding) => {
             let stored = decode(data, encoding).map_err(malformed)?;
             if stored.len() != kind.output_len() {
@@ -245,7 +253,11 @@ pub(crate) fn verify_password(field: &str, password: &Secret) -> Result<(), Veri
         Scheme::Crypt => unreachable!("CRYPT was resolved to a concrete scheme above"),
     };
 
-    if matched { Ok(()) } else { Err(VerifyFailure::Mismatch) }
+    if matched {
+        Ok(())
+    } else {
+        Err(VerifyFailure::Mismatch)
+    }
 }
 
 /// Compares two plaintext passwords in constant time, including their
@@ -288,7 +300,11 @@ fn decode_hex(data: &str) -> Result<Vec<u8>, String> {
 }
 
 fn verify_sha_crypt(scheme: Scheme, data: &str, password: &[u8]) -> Result<bool, String> {
-    let prefix = if scheme == Scheme::Sha512Crypt { "$6$" } else { "$5$" };
+    let prefix = if scheme == Scheme::Sha512Crypt {
+        "$6$"
+    } else {
+        "$5$"
+    };
     if !data.starts_with(prefix) {
         return Err(format!("expected a crypt string starting with {prefix}"));
     }
@@ -307,10 +323,18 @@ fn verify_bcrypt(data: &str, password: &[u8]) -> Result<bool, String> {
 }
 
 fn verify_argon2(scheme: Scheme, data: &str, password: &[u8]) -> Result<bool, String> {
-    let hash = argon2::PasswordHash::new(data).map_err(|err| format!("invalid PHC string: {err}"))?;
-    let expected = if scheme == Scheme::Argon2id { "argon2id" } else { "argon2i" };
+    let hash =
+        argon2::PasswordHash::new(data).map_err(|err| format!("invalid PHC string: {err}"))?;
+    let expected = if scheme == Scheme::Argon2id {
+        "argon2id"
+    } else {
+        "argon2i"
+    };
     if hash.algorithm.as_str() != expected {
-        return Err(format!("PHC string names {}, expected {expected}", hash.algorithm.as_str()));
+        return Err(format!(
+            "PHC string names {}, expected {expected}",
+            hash.algorithm.as_str()
+        ));
     }
     match Argon2::default().verify_password(password, &hash) {
         Ok(()) => Ok(true),
@@ -341,7 +365,8 @@ pub(crate) fn verify_nonexistent_user(password: &Secret) {
     let salt = [0u8; 16];
     let mut output = [0u8; 32];
     // The result is discarded: only the time spent matters.
-    let _ = new_password_hasher().hash_password_into(password.expose().as_bytes(), &salt, &mut output);
+    let _ =
+        new_password_hasher().hash_password_into(password.expose().as_bytes(), &salt, &mut output);
 }
 
 /// Returns true when `data` is a whole crypt string of a supported scheme,
@@ -354,9 +379,15 @@ pub(crate) fn looks_like_crypt_hash(data: &str) -> bool {
     match scheme {
         // $6$salt$hash or $6$rounds=N$salt$hash, hash of 86 or 43 characters.
         Scheme::Sha512Crypt | Scheme::Sha256Crypt => {
-            let hash_len = if scheme == Scheme::Sha512Crypt { 86 } else { 43 };
+            let hash_len = if scheme == Scheme::Sha512Crypt {
+                86
+            } else {
+                43
+            };
             (fields.len() == 4 || (fields.len() == 5 && fields[2].starts_with("rounds=")))
-                && fields.last().is_some_and(|hash| hash.len() == hash_len && is_crypt_base64(hash))
+                && fields
+                    .last()
+                    .is_some_and(|hash| hash.len() == hash_len && is_crypt_base64(hash))
         }
         // $2y$NN$ then 53 characters of salt and hash.
         Scheme::BlfCrypt => {
@@ -371,7 +402,8 @@ pub(crate) fn looks_like_crypt_hash(data: &str) -> bool {
 }
 
 fn is_crypt_base64(text: &str) -> bool {
-    text.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'.' || byte == b'/')
+    text.bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || byte == b'.' || byte == b'/')
 }
 
 #[cfg(test)]
@@ -391,8 +423,14 @@ mod tests {
 
     #[test]
     fn scheme_names_with_suffixes() {
-        assert_eq!(resolve_scheme("SHA256.HEX"), Some(Scheme::Digest(DigestKind::Sha256, Encoding::Hex)));
-        assert_eq!(resolve_scheme("PLAIN.B64"), Some(Scheme::Plain(Some(Encoding::Base64))));
+        assert_eq!(
+            resolve_scheme("SHA256.HEX"),
+            Some(Scheme::Digest(DigestKind::Sha256, Encoding::Hex))
+        );
+        assert_eq!(
+            resolve_scheme("PLAIN.B64"),
+            Some(Scheme::Plain(Some(Encoding::Base64)))
+        );
         assert_eq!(resolve_scheme("SHA512-CRYPT.HEX"), None);
         assert_eq!(resolve_scheme("MD5"), None);
         assert_eq!(resolve_scheme("SHA.ROT13"), None);
@@ -409,16 +447,27 @@ mod tests {
     fn new_hash_verifies() {
         let field = hash_password(&Secret::from("correct horse")).unwrap();
 
-        assert!(field.starts_with("{ARGON2ID}$argon2id$v=19$m=7168,t=5,p=1$"), "{field}");
-        assert_eq!(verify_password(&field, &Secret::from("correct horse")), Ok(()));
-        assert_eq!(verify_password(&field, &Secret::from("wrong horse")), Err(VerifyFailure::Mismatch));
+        assert!(
+            field.starts_with("{ARGON2ID}$argon2id$v=19$m=7168,t=5,p=1$"),
+            "{field}"
+        );
+        assert_eq!(
+            verify_password(&field, &Secret::from("correct horse")),
+            Ok(())
+        );
+        assert_eq!(
+            verify_password(&field, &Secret::from("wrong horse")),
+            Err(VerifyFailure::Mismatch)
+        );
     }
 
     #[test]
     fn crypt_hash_shapes_for_import() {
         let sha512 = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
         assert!(looks_like_crypt_hash(sha512));
-        assert!(looks_like_crypt_hash("$2b$05$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a"));
+        assert!(looks_like_crypt_hash(
+            "$2b$05$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a"
+        ));
         assert!(!looks_like_crypt_hash("$6$short"));
         assert!(!looks_like_crypt_hash("hunter2"));
         assert!(!looks_like_crypt_hash("$1$js4H2kxl$HuTaQCq7CMEIfrDGWqb981"));

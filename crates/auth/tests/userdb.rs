@@ -26,51 +26,105 @@ fn write_users(data_dir: &Path, text: &str) {
 /// libxcrypt).
 const KNOWN_ANSWERS: &[(&str, &str)] = &[
     // doveadm pw -s SHA512-CRYPT -p secret
-    ("sha512crypt", "{SHA512-CRYPT}$6$i4RxgobiSn.vUzwI$OX8DwwYm73oUofu80wU7qEhCQTf7jr.aSUtMYPdjWlNyYEAS5rn0ccAvx2nX7hy/0oF8EQdCpn6867zF2/pbV."),
+    (
+        "sha512crypt",
+        "{SHA512-CRYPT}$6$i4RxgobiSn.vUzwI$OX8DwwYm73oUofu80wU7qEhCQTf7jr.aSUtMYPdjWlNyYEAS5rn0ccAvx2nX7hy/0oF8EQdCpn6867zF2/pbV.",
+    ),
     // doveadm pw -s SHA512-CRYPT -r 10000 -p secret
-    ("sha512crypt_rounds", "{SHA512-CRYPT}$6$rounds=10000$Lug4DvR3zCfWmlsH$uQO4p8BAXHP2ocOh33UJ.QrfYna0KTyQSi5L1arFZccxBOhvWf.OoWvQILM7BRghoCg22p/5ZzwGJTt5Qx3YJ0"),
+    (
+        "sha512crypt_rounds",
+        "{SHA512-CRYPT}$6$rounds=10000$Lug4DvR3zCfWmlsH$uQO4p8BAXHP2ocOh33UJ.QrfYna0KTyQSi5L1arFZccxBOhvWf.OoWvQILM7BRghoCg22p/5ZzwGJTt5Qx3YJ0",
+    ),
     // doveadm pw -s SHA256-CRYPT -p secret
-    ("sha256crypt", "{SHA256-CRYPT}$5$8ryIc8v9LTPaCkHi$.LWnGPkY.TVFuoOhO4aykWFRFtIddJyZ9Jbx1kX1mCC"),
+    (
+        "sha256crypt",
+        "{SHA256-CRYPT}$5$8ryIc8v9LTPaCkHi$.LWnGPkY.TVFuoOhO4aykWFRFtIddJyZ9Jbx1kX1mCC",
+    ),
     // doveadm pw -s BLF-CRYPT -p secret
-    ("bcrypt_2y", "{BLF-CRYPT}$2y$05$aIvWex47M0Up9Hujygecteki7YOu94aeEyuts4zvGmW.8Ht3pRrFy"),
+    (
+        "bcrypt_2y",
+        "{BLF-CRYPT}$2y$05$aIvWex47M0Up9Hujygecteki7YOu94aeEyuts4zvGmW.8Ht3pRrFy",
+    ),
     // python3 -c "import crypt; print(crypt.crypt('secret', '\$2b\$05\$abcdefghijklmnopqrstuv'))"
-    ("bcrypt_2b", "{BLF-CRYPT}$2b$05$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a"),
+    (
+        "bcrypt_2b",
+        "{BLF-CRYPT}$2b$05$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a",
+    ),
     // python3 -c "import crypt; print(crypt.crypt('secret', '\$2a\$05\$abcdefghijklmnopqrstuv'))"
-    ("bcrypt_2a", "{BLF-CRYPT}$2a$05$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a"),
+    (
+        "bcrypt_2a",
+        "{BLF-CRYPT}$2a$05$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a",
+    ),
     // doveadm pw -s ARGON2ID -p secret
-    ("argon2id", "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$2n4gfwqRt2Qj5u+YmXwg7A$D83WyRVsFjp7ZixZRyqoLJR1GKLTil1h+Lv93dKIQaQ"),
+    (
+        "argon2id",
+        "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$2n4gfwqRt2Qj5u+YmXwg7A$D83WyRVsFjp7ZixZRyqoLJR1GKLTil1h+Lv93dKIQaQ",
+    ),
     // doveadm pw -s ARGON2I -p secret
-    ("argon2i", "{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1$gDe9CwS/IWp1/lSx2YXDow$+WPcNCVLlz7RLllFAPwTqXx+CeLxtHe5CxMsepeJWh0"),
+    (
+        "argon2i",
+        "{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1$gDe9CwS/IWp1/lSx2YXDow$+WPcNCVLlz7RLllFAPwTqXx+CeLxtHe5CxMsepeJWh0",
+    ),
     // doveadm pw -s SSHA -p secret
     ("ssha", "{SSHA}ZxUBfVpmpB4ji/bYx82KgybuiB+vzO+Q"),
     // doveadm pw -s SSHA256 -p secret
-    ("ssha256", "{SSHA256}NUmpo7GPYc/tYML0CKRDOdwQpzy0eIZ1QiQm+3jaJSPz9xOp"),
+    (
+        "ssha256",
+        "{SSHA256}NUmpo7GPYc/tYML0CKRDOdwQpzy0eIZ1QiQm+3jaJSPz9xOp",
+    ),
     // doveadm pw -s SSHA512 -p secret
-    ("ssha512", "{SSHA512}CpzDzYL2NsS7SimRDJeNPJSJMc01Bll63KJsdBmelP5/aaAJ0XnjtxIR7HqX5OdOOgo8FnFfqhE9wW0/XETwQnO4T4I="),
+    (
+        "ssha512",
+        "{SSHA512}CpzDzYL2NsS7SimRDJeNPJSJMc01Bll63KJsdBmelP5/aaAJ0XnjtxIR7HqX5OdOOgo8FnFfqhE9wW0/XETwQnO4T4I=",
+    ),
     // doveadm pw -s SHA -p secret
     ("sha", "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="),
     // doveadm pw -s SHA1 -p secret
     ("sha1", "{SHA1}5en6G6MezRroT3XKqkdPOmY/BfQ="),
     // doveadm pw -s SHA256 -p secret
-    ("sha256", "{SHA256}K7gNU3sdo+OL0wNhqoVWhr3g6s1xYv72ol/pe/Unols="),
+    (
+        "sha256",
+        "{SHA256}K7gNU3sdo+OL0wNhqoVWhr3g6s1xYv72ol/pe/Unols=",
+    ),
     // doveadm pw -s SHA512 -p secret
-    ("sha512", "{SHA512}vSsar3708Jvp9Szi2NWZZ02Bqp1qRCFpbcTZPdBhnWgs5WtNZKnvCXdhztmeD2cmW192CF5bDufKRpayrW/isg=="),
+    (
+        "sha512",
+        "{SHA512}vSsar3708Jvp9Szi2NWZZ02Bqp1qRCFpbcTZPdBhnWgs5WtNZKnvCXdhztmeD2cmW192CF5bDufKRpayrW/isg==",
+    ),
     // doveadm pw -s SHA256.HEX -p secret
-    ("sha256_hex", "{SHA256.HEX}2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"),
+    (
+        "sha256_hex",
+        "{SHA256.HEX}2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b",
+    ),
     // doveadm pw -s SSHA.HEX -p secret
-    ("ssha_hex", "{SSHA.HEX}4c875b4c394a2fd5c515165930ca5d8f4d97740a6100980f"),
+    (
+        "ssha_hex",
+        "{SSHA.HEX}4c875b4c394a2fd5c515165930ca5d8f4d97740a6100980f",
+    ),
     // doveadm pw -s PLAIN -p secret
     ("plain", "{PLAIN}secret"),
     // doveadm pw -s CLEARTEXT -p secret
     ("cleartext", "{CLEARTEXT}secret"),
     // doveadm pw -s CRYPT -p secret (Dovecot picks bcrypt)
-    ("crypt_bcrypt", "{CRYPT}$2y$05$QIWlPQP5zt/UtuZBm6EDwupcmUEh6SgYsPKFc3cHkYRuTFzgKpXTu"),
+    (
+        "crypt_bcrypt",
+        "{CRYPT}$2y$05$QIWlPQP5zt/UtuZBm6EDwupcmUEh6SgYsPKFc3cHkYRuTFzgKpXTu",
+    ),
     // python3 -c "import crypt; print(crypt.crypt('secret', '\$6\$saltsalt'))"
-    ("crypt_sha512", "{CRYPT}$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1"),
+    (
+        "crypt_sha512",
+        "{CRYPT}$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1",
+    ),
     // doveadm pw -s SHA256-CRYPT -p secret, stored without a scheme prefix
-    ("bare_sha256crypt", "$5$8ryIc8v9LTPaCkHi$.LWnGPkY.TVFuoOhO4aykWFRFtIddJyZ9Jbx1kX1mCC"),
+    (
+        "bare_sha256crypt",
+        "$5$8ryIc8v9LTPaCkHi$.LWnGPkY.TVFuoOhO4aykWFRFtIddJyZ9Jbx1kX1mCC",
+    ),
     // Lower-case scheme names are accepted, as in Dovecot.
-    ("lowercase_scheme", "{ssha256}NUmpo7GPYc/tYML0CKRDOdwQpzy0eIZ1QiQm+3jaJSPz9xOp"),
+    (
+        "lowercase_scheme",
+        "{ssha256}NUmpo7GPYc/tYML0CKRDOdwQpzy0eIZ1QiQm+3jaJSPz9xOp",
+    ),
 ];
 
 #[test]
@@ -108,10 +162,16 @@ fn unsupported_scheme_fails_login() {
     );
     let db = UserDb::open(data_dir.path()).unwrap();
 
-    let cases = [("md5", "MD5-CRYPT"), ("bare_md5", "MD5-CRYPT"), ("rot", "ROT13")];
+    let cases = [
+        ("md5", "MD5-CRYPT"),
+        ("bare_md5", "MD5-CRYPT"),
+        ("rot", "ROT13"),
+    ];
     for (user, expected_scheme) in cases {
         match db.verify(user, &Secret::from("secret")) {
-            Err(AuthError::UnsupportedScheme { scheme, .. }) => assert_eq!(scheme, expected_scheme, "{user}"),
+            Err(AuthError::UnsupportedScheme { scheme, .. }) => {
+                assert_eq!(scheme, expected_scheme, "{user}")
+            }
             other => panic!("{user}: expected an unsupported scheme error, got {other:?}"),
         }
     }
@@ -128,7 +188,10 @@ fn malformed_hash_fails_login() {
 
     for user in ["a", "b", "c", "d", "e"] {
         let result = db.verify(user, &Secret::from("secret"));
-        assert!(matches!(result, Err(AuthError::MalformedHash { .. })), "{user}: {result:?}");
+        assert!(
+            matches!(result, Err(AuthError::MalformedHash { .. })),
+            "{user}: {result:?}"
+        );
     }
 }
 
@@ -140,7 +203,10 @@ fn unknown_user_fails_login() {
 
     let result = db.verify("bob", &Secret::from("secret"));
 
-    assert!(matches!(result, Err(AuthError::UserNotFound(ref name)) if name == "bob"), "{result:?}");
+    assert!(
+        matches!(result, Err(AuthError::UserNotFound(ref name)) if name == "bob"),
+        "{result:?}"
+    );
     assert!(result.unwrap_err().is_rejected_login());
 }
 
@@ -153,16 +219,32 @@ fn password_length_limit() {
     };
     let at_limit = "p".repeat(16);
     let past_limit = "p".repeat(17);
-    write_users(data_dir.path(), &format!("alice:{{PLAIN}}{at_limit}\nbob:{{PLAIN}}{past_limit}\n"));
+    write_users(
+        data_dir.path(),
+        &format!("alice:{{PLAIN}}{at_limit}\nbob:{{PLAIN}}{past_limit}\n"),
+    );
     let db = UserDb::open_with_options(data_dir.path(), options).unwrap();
 
     assert!(db.verify("alice", &Secret::from(at_limit.as_str())).is_ok());
     let result = db.verify("bob", &Secret::from(past_limit.as_str()));
-    assert!(matches!(result, Err(AuthError::PasswordTooLong { len: 17, max: 16, .. })), "{result:?}");
+    assert!(
+        matches!(
+            result,
+            Err(AuthError::PasswordTooLong {
+                len: 17,
+                max: 16,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
 
     assert!(db.add("carol", &Secret::from(at_limit.as_str())).is_ok());
     let result = db.add("dave", &Secret::from(past_limit.as_str()));
-    assert!(matches!(result, Err(AuthError::PasswordTooLong { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(AuthError::PasswordTooLong { .. })),
+        "{result:?}"
+    );
     assert!(!db.exists("dave"));
 }
 
@@ -192,7 +274,10 @@ fn outside_edits_are_reloaded() {
         .unwrap()
         .set_modified(later)
         .unwrap();
-    assert!(db.verify("alice", &Secret::from("two")).is_ok(), "changed password not seen");
+    assert!(
+        db.verify("alice", &Secret::from("two")).is_ok(),
+        "changed password not seen"
+    );
 
     // A new file renamed over the old one, as editors and our own edits do.
     let replacement = data_dir.path().join("users.new");
@@ -232,7 +317,10 @@ fn broken_lines_skipped_on_load() {
     let db = UserDb::open(data_dir.path()).unwrap();
 
     assert_eq!(db.list(), vec!["alice".to_owned(), "carol".to_owned()]);
-    assert!(db.verify("alice", &Secret::from("a")).is_ok(), "first line must win");
+    assert!(
+        db.verify("alice", &Secret::from("a")).is_ok(),
+        "first line must win"
+    );
 }
 
 #[test]
@@ -244,7 +332,10 @@ fn add_passwd_delete_cycle() {
     assert!(db.exists("alice"));
     assert!(db.verify("alice", &Secret::from("first")).is_ok());
     let text = fs::read_to_string(data_dir.path().join("users")).unwrap();
-    assert!(text.starts_with("alice:{ARGON2ID}$argon2id$v=19$"), "{text}");
+    assert!(
+        text.starts_with("alice:{ARGON2ID}$argon2id$v=19$"),
+        "{text}"
+    );
     assert!(!text.contains("first"));
 
     let again = db.add("alice", &Secret::from("other"));
@@ -256,7 +347,10 @@ fn add_passwd_delete_cycle() {
 
     db.delete("alice").unwrap();
     assert!(!db.exists("alice"));
-    assert!(matches!(db.delete("alice"), Err(AuthError::UserNotFound(_))));
+    assert!(matches!(
+        db.delete("alice"),
+        Err(AuthError::UserNotFound(_))
+    ));
     assert!(matches!(
         db.set_password("alice", &Secret::from("x")),
         Err(AuthError::UserNotFound(_))
@@ -268,12 +362,21 @@ fn edits_reject_bad_input() {
     let data_dir = tempfile::tempdir().unwrap();
     let db = UserDb::open(data_dir.path()).unwrap();
 
-    assert!(matches!(db.add("alice", &Secret::from("")), Err(AuthError::EmptyPassword)));
+    assert!(matches!(
+        db.add("alice", &Secret::from("")),
+        Err(AuthError::EmptyPassword)
+    ));
     for name in ["", "a:b", "a b", "a\nb", "#a"] {
         let result = db.add(name, &Secret::from("pw"));
-        assert!(matches!(result, Err(AuthError::InvalidUserName { .. })), "{name:?}: {result:?}");
+        assert!(
+            matches!(result, Err(AuthError::InvalidUserName { .. })),
+            "{name:?}: {result:?}"
+        );
     }
-    assert!(!data_dir.path().join("users").exists(), "a rejected edit wrote the file");
+    assert!(
+        !data_dir.path().join("users").exists(),
+        "a rejected edit wrote the file"
+    );
 }
 
 #[test]
@@ -289,7 +392,11 @@ fn edits_keep_comments_and_fields() {
     let text = fs::read_to_string(data_dir.path().join("users")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "# Staff");
-    assert!(lines[1].starts_with("alice:{ARGON2ID}$argon2id$"), "{}", lines[1]);
+    assert!(
+        lines[1].starts_with("alice:{ARGON2ID}$argon2id$"),
+        "{}",
+        lines[1]
+    );
     assert!(
         lines[1].ends_with(":1000:1000:Alice:/home/alice::userdb_quota_rule=*:storage=1G"),
         "{}",
@@ -307,14 +414,20 @@ fn new_file_is_owner_only() {
     let db = UserDb::open(data_dir.path()).unwrap();
     db.add("alice", &Secret::from("pw")).unwrap();
 
-    let mode = fs::metadata(data_dir.path().join("users")).unwrap().permissions().mode();
+    let mode = fs::metadata(data_dir.path().join("users"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
 
 #[test]
 fn import_mixed_lines() {
     let data_dir = tempfile::tempdir().unwrap();
-    write_users(data_dir.path(), "# kept\nexisting:{PLAIN}old:500:500::/home/existing\n");
+    write_users(
+        data_dir.path(),
+        "# kept\nexisting:{PLAIN}old:500:500::/home/existing\n",
+    );
     let db = UserDb::open(data_dir.path()).unwrap();
 
     let input = concat!(
@@ -333,7 +446,10 @@ fn import_mixed_lines() {
         assert!(db.verify(user, &Secret::from("secret")).is_ok(), "{user}");
     }
     let text = fs::read_to_string(data_dir.path().join("users")).unwrap();
-    assert!(text.starts_with("# kept\nexisting:{PLAIN}secret:500:500::/home/existing\n"), "{text}");
+    assert!(
+        text.starts_with("# kept\nexisting:{PLAIN}secret:500:500::/home/existing\n"),
+        "{text}"
+    );
     assert!(text.contains("\ncleartext:{ARGON2ID}$argon2id$"), "{text}");
     assert!(!text.contains("cleartext:secret"), "{text}");
 }
@@ -344,9 +460,21 @@ fn import_rejects_whole_input() {
     let db = UserDb::open(data_dir.path()).unwrap();
 
     let cases = [
-        ("good:{PLAIN}x\nmd5:{MD5-CRYPT}$1$js4H2kxl$HuTaQCq7CMEIfrDGWqb981\n", 2, "unsupported password scheme MD5-CRYPT"),
-        ("good:{PLAIN}x\ngood:{PLAIN}y\n", 2, "already given on line 1"),
-        ("good:{PLAIN}x\n\nbad name:{PLAIN}y\n", 3, "invalid user name"),
+        (
+            "good:{PLAIN}x\nmd5:{MD5-CRYPT}$1$js4H2kxl$HuTaQCq7CMEIfrDGWqb981\n",
+            2,
+            "unsupported password scheme MD5-CRYPT",
+        ),
+        (
+            "good:{PLAIN}x\ngood:{PLAIN}y\n",
+            2,
+            "already given on line 1",
+        ),
+        (
+            "good:{PLAIN}x\n\nbad name:{PLAIN}y\n",
+            3,
+            "invalid user name",
+        ),
         ("nocolon\n", 1, "missing ':'"),
         ("empty:\n", 1, "empty password field"),
     ];
@@ -376,7 +504,8 @@ fn concurrent_edits_all_land() {
                 // Each thread opens its own UserDb, like separate CLI runs.
                 let db = UserDb::open(path).unwrap();
                 for user in 0..users_per_writer {
-                    db.import(&format!("w{writer}u{user}:{{PLAIN}}pw\n")).unwrap();
+                    db.import(&format!("w{writer}u{user}:{{PLAIN}}pw\n"))
+                        .unwrap();
                 }
             });
         }
@@ -400,5 +529,8 @@ fn import_of_many_plain_lines() {
 
     assert_eq!(summary.added, count);
     assert_eq!(db.len(), count);
-    assert!(db.verify("user199999@example.org", &Secret::from("pw199999")).is_ok());
+    assert!(
+        db.verify("user199999@example.org", &Secret::from("pw199999"))
+            .is_ok()
+    );
 }

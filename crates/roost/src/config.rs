@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use roost_server::config::{Config, ImapConfig, Limits, LmtpConfig};
 
-use crate::values::{DURATION_EXPECTED, LISTEN_EXPECTED, check_log_filter, format_duration, parse_duration, parse_listen};
+use crate::values::{
+    DURATION_EXPECTED, LISTEN_EXPECTED, check_log_filter, format_duration, parse_duration,
+    parse_listen,
+};
 
 /// Data directory used when neither the file nor a flag names one.
 pub const DATA_DIR_DEFAULT: &str = "./roost-data";
@@ -19,8 +22,22 @@ pub const DATA_DIR_DEFAULT: &str = "./roost-data";
 pub const LOG_LEVEL_DEFAULT: &str = "info";
 
 /// Keys of each part of the file, in the order the docs list them.
-const TOP_LEVEL_KEYS: &[&str] = &["data_dir", "imap_listen", "lmtp_listen", "shutdown_grace", "log_level", "[imap]", "[lmtp]", "[limits]"];
-const IMAP_KEYS: &[&str] = &["idle_keepalive", "timeout_authenticated", "timeout_unauthenticated", "default_mailboxes"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "data_dir",
+    "imap_listen",
+    "lmtp_listen",
+    "shutdown_grace",
+    "log_level",
+    "[imap]",
+    "[lmtp]",
+    "[limits]",
+];
+const IMAP_KEYS: &[&str] = &[
+    "idle_keepalive",
+    "timeout_authenticated",
+    "timeout_unauthenticated",
+    "default_mailboxes",
+];
 const LMTP_KEYS: &[&str] = &["hostname", "local_domains"];
 const LIMITS_KEYS: &[&str] = &[
     "line_bytes_max",
@@ -35,7 +52,15 @@ const LIMITS_KEYS: &[&str] = &[
 ];
 
 /// Special-use attributes of RFC 6154 that a default mailbox may carry.
-const SPECIAL_USE_ATTRIBUTES: &[&str] = &["\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"];
+const SPECIAL_USE_ATTRIBUTES: &[&str] = &[
+    "\\All",
+    "\\Archive",
+    "\\Drafts",
+    "\\Flagged",
+    "\\Junk",
+    "\\Sent",
+    "\\Trash",
+];
 
 /// Everything `roost serve` starts with: the server's settings plus the
 /// binary's own.
@@ -108,7 +133,10 @@ fn system_host_name() -> String {
     if status != 0 {
         return "localhost".to_owned();
     }
-    let end = buffer.iter().position(|&byte| byte == 0).unwrap_or(buffer.len());
+    let end = buffer
+        .iter()
+        .position(|&byte| byte == 0)
+        .unwrap_or(buffer.len());
     match std::str::from_utf8(&buffer[..end]) {
         Ok(name) if !name.is_empty() => name.to_owned(),
         _ => "localhost".to_owned(),
@@ -120,10 +148,15 @@ fn system_host_name() -> String {
 /// A relative `data_dir` in the file is taken relative to the file's own
 /// folder, so a service started from any working directory finds it.
 pub fn apply_file(settings: &mut Settings, path: &Path) -> Result<(), ConfigError> {
-    let error = |message: String| ConfigError { file: path.to_path_buf(), message };
+    let error = |message: String| ConfigError {
+        file: path.to_path_buf(),
+        message,
+    };
 
-    let text = std::fs::read_to_string(path).map_err(|err| error(format!("reading failed: {err}")))?;
-    let table: toml::Table = toml::from_str(&text).map_err(|err| error(describe_toml_error(&text, &err)))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|err| error(format!("reading failed: {err}")))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|err| error(describe_toml_error(&text, &err)))?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
 
     apply_table(settings, &table, base_dir).map_err(error)?;
@@ -144,14 +177,26 @@ fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
     }
 }
 
-fn apply_table(settings: &mut Settings, table: &toml::Table, base_dir: &Path) -> Result<(), String> {
+fn apply_table(
+    settings: &mut Settings,
+    table: &toml::Table,
+    base_dir: &Path,
+) -> Result<(), String> {
     let config = &mut settings.server;
     for (key, value) in table {
         match key.as_str() {
             "data_dir" => {
-                let text = string_value(key, value, "expected a folder path such as \"/var/lib/roost\"")?;
+                let text = string_value(
+                    key,
+                    value,
+                    "expected a folder path such as \"/var/lib/roost\"",
+                )?;
                 if text.is_empty() {
-                    return Err(invalid(key, value, "expected a folder path such as \"/var/lib/roost\""));
+                    return Err(invalid(
+                        key,
+                        value,
+                        "expected a folder path such as \"/var/lib/roost\"",
+                    ));
                 }
                 config.data_dir = base_dir.join(text);
             }
@@ -178,8 +223,12 @@ fn apply_imap(imap: &mut ImapConfig, table: &toml::Table) -> Result<(), String> 
         let one_second = Duration::from_secs(1);
         match key.as_str() {
             "idle_keepalive" => imap.idle_keepalive = duration_value(&full_key, value, one_second)?,
-            "timeout_authenticated" => imap.timeout_authenticated = duration_value(&full_key, value, one_second)?,
-            "timeout_unauthenticated" => imap.timeout_unauthenticated = duration_value(&full_key, value, one_second)?,
+            "timeout_authenticated" => {
+                imap.timeout_authenticated = duration_value(&full_key, value, one_second)?
+            }
+            "timeout_unauthenticated" => {
+                imap.timeout_unauthenticated = duration_value(&full_key, value, one_second)?
+            }
             "default_mailboxes" => imap.default_mailboxes = mailboxes_value(&full_key, value)?,
             _ => return Err(unknown_key("imap", key, IMAP_KEYS)),
         }
@@ -200,14 +249,17 @@ fn apply_lmtp(lmtp: &mut LmtpConfig, table: &toml::Table) -> Result<(), String> 
                 lmtp.hostname = text.to_owned();
             }
             "local_domains" => {
-                let expected = "expected a list of domains such as [\"example.org\", \"example.net\"]";
+                let expected =
+                    "expected a list of domains such as [\"example.org\", \"example.net\"]";
                 let Some(items) = value.as_array() else {
                     return Err(invalid(&full_key, value, expected));
                 };
                 let mut domains = Vec::with_capacity(items.len());
                 for item in items {
                     match item.as_str() {
-                        Some(domain) if is_domain_like(domain) => domains.push(domain.to_ascii_lowercase()),
+                        Some(domain) if is_domain_like(domain) => {
+                            domains.push(domain.to_ascii_lowercase())
+                        }
                         _ => return Err(invalid(&full_key, item, expected)),
                     }
                 }
@@ -224,24 +276,46 @@ fn apply_limits(limits: &mut Limits, table: &toml::Table) -> Result<(), String> 
         let full_key = format!("limits.{key}");
         let key = key.as_str();
         match key {
-            "line_bytes_max" => limits.line_bytes_max = bytes_value(&full_key, value, 1_024, limits.line_bytes_max)?,
+            "line_bytes_max" => {
+                limits.line_bytes_max = bytes_value(&full_key, value, 1_024, limits.line_bytes_max)?
+            }
             "literal_bytes_max_unauthenticated" => {
-                limits.literal_bytes_max_unauthenticated =
-                    bytes_value(&full_key, value, 0, limits.literal_bytes_max_unauthenticated)?
+                limits.literal_bytes_max_unauthenticated = bytes_value(
+                    &full_key,
+                    value,
+                    0,
+                    limits.literal_bytes_max_unauthenticated,
+                )?
             }
-            "message_bytes_max" => limits.message_bytes_max = bytes_value(&full_key, value, 1_024, limits.message_bytes_max)?,
-            "command_bytes_max" => limits.command_bytes_max = bytes_value(&full_key, value, 1_024, limits.command_bytes_max)?,
+            "message_bytes_max" => {
+                limits.message_bytes_max =
+                    bytes_value(&full_key, value, 1_024, limits.message_bytes_max)?
+            }
+            "command_bytes_max" => {
+                limits.command_bytes_max =
+                    bytes_value(&full_key, value, 1_024, limits.command_bytes_max)?
+            }
             "mailbox_name_bytes_max" => {
-                limits.mailbox_name_bytes_max = bytes_value(&full_key, value, 1, limits.mailbox_name_bytes_max)?
+                limits.mailbox_name_bytes_max =
+                    bytes_value(&full_key, value, 1, limits.mailbox_name_bytes_max)?
             }
-            "mailbox_depth_max" => limits.mailbox_depth_max = count_value(&full_key, value, 1, limits.mailbox_depth_max)?,
-            "mime_depth_max" => limits.mime_depth_max = count_value(&full_key, value, 1, limits.mime_depth_max)?,
+            "mailbox_depth_max" => {
+                limits.mailbox_depth_max =
+                    count_value(&full_key, value, 1, limits.mailbox_depth_max)?
+            }
+            "mime_depth_max" => {
+                limits.mime_depth_max = count_value(&full_key, value, 1, limits.mime_depth_max)?
+            }
             "login_failures_max" => {
                 let count = count_value(&full_key, value, 1, limits.login_failures_max as usize)?;
-                limits.login_failures_max =
-                    u32::try_from(count).map_err(|_| invalid(&full_key, value, "expected a whole number below 4294967296"))?;
+                limits.login_failures_max = u32::try_from(count).map_err(|_| {
+                    invalid(&full_key, value, "expected a whole number below 4294967296")
+                })?;
             }
-            "lmtp_recipients_max" => limits.lmtp_recipients_max = count_value(&full_key, value, 1, limits.lmtp_recipients_max)?,
+            "lmtp_recipients_max" => {
+                limits.lmtp_recipients_max =
+                    count_value(&full_key, value, 1, limits.lmtp_recipients_max)?
+            }
             _ => return Err(unknown_key("limits", key, LIMITS_KEYS)),
         }
     }
@@ -261,7 +335,9 @@ pub fn check_consistency(config: &Config) -> Result<(), String> {
         && imap == lmtp
         && imap.port() != 0
     {
-        return Err(format!("keys imap_listen and lmtp_listen: both are {imap}; give each listener its own address or port"));
+        return Err(format!(
+            "keys imap_listen and lmtp_listen: both are {imap}; give each listener its own address or port"
+        ));
     }
     for (name, _) in &config.imap.default_mailboxes {
         if name.len() > limits.mailbox_name_bytes_max {
@@ -275,7 +351,10 @@ pub fn check_consistency(config: &Config) -> Result<(), String> {
 }
 
 fn invalid(key: &str, value: &toml::Value, expected: &str) -> String {
-    format!("key {key}: invalid value {}: {expected}", display_value(value))
+    format!(
+        "key {key}: invalid value {}: {expected}",
+        display_value(value)
+    )
 }
 
 /// Shows a value as it would appear in the file, on one line.
@@ -289,9 +368,15 @@ fn display_value(value: &toml::Value) -> String {
 
 fn unknown_key(section: &str, key: &str, valid: &[&str]) -> String {
     if section.is_empty() {
-        format!("unknown key {key}: valid top-level keys are {}", valid.join(", "))
+        format!(
+            "unknown key {key}: valid top-level keys are {}",
+            valid.join(", ")
+        )
     } else {
-        format!("unknown key {section}.{key}: valid keys in [{section}] are {}", valid.join(", "))
+        format!(
+            "unknown key {section}.{key}: valid keys in [{section}] are {}",
+            valid.join(", ")
+        )
     }
 }
 
@@ -314,12 +399,21 @@ fn duration_value(key: &str, value: &toml::Value, min: Duration) -> Result<Durat
     let text = string_value(key, value, DURATION_EXPECTED)?;
     let duration = parse_duration(text).map_err(|expected| invalid(key, value, &expected))?;
     if duration < min {
-        return Err(invalid(key, value, &format!("expected a duration of at least {}", format_duration(min))));
+        return Err(invalid(
+            key,
+            value,
+            &format!("expected a duration of at least {}", format_duration(min)),
+        ));
     }
     Ok(duration)
 }
 
-fn bytes_value(key: &str, value: &toml::Value, min: usize, example: usize) -> Result<usize, String> {
+fn bytes_value(
+    key: &str,
+    value: &toml::Value,
+    min: usize,
+    example: usize,
+) -> Result<usize, String> {
     let expected = if min == 0 {
         format!("expected a whole number of bytes, e.g. {example}")
     } else {
@@ -328,7 +422,12 @@ fn bytes_value(key: &str, value: &toml::Value, min: usize, example: usize) -> Re
     whole_number(value, min).ok_or_else(|| invalid(key, value, &expected))
 }
 
-fn count_value(key: &str, value: &toml::Value, min: usize, example: usize) -> Result<usize, String> {
+fn count_value(
+    key: &str,
+    value: &toml::Value,
+    min: usize,
+    example: usize,
+) -> Result<usize, String> {
     let expected = format!("expected a whole number of at least {min}, e.g. {example}");
     whole_number(value, min).ok_or_else(|| invalid(key, value, &expected))
 }
@@ -344,21 +443,33 @@ fn whole_number(value: &toml::Value, min: usize) -> Option<usize> {
 fn mailboxes_value(key: &str, value: &toml::Value) -> Result<Vec<(String, String)>, String> {
     let expected = "expected a table such as { Sent = \"\\\\Sent\" } or an array of { name = \"Sent\", special_use = \"\\\\Sent\" }";
     let pairs: Vec<(&str, &toml::Value)> = match value {
-        toml::Value::Table(table) => table.iter().map(|(name, attribute)| (name.as_str(), attribute)).collect(),
+        toml::Value::Table(table) => table
+            .iter()
+            .map(|(name, attribute)| (name.as_str(), attribute))
+            .collect(),
         toml::Value::Array(items) => {
             let mut pairs = Vec::with_capacity(items.len());
             for item in items {
                 let Some(entry) = item.as_table() else {
                     return Err(invalid(key, item, expected));
                 };
-                if let Some(extra) = entry.keys().find(|field| !["name", "special_use"].contains(&field.as_str())) {
-                    return Err(format!("unknown key {key}.{extra}: valid keys of a default mailbox are name, special_use"));
+                if let Some(extra) = entry
+                    .keys()
+                    .find(|field| !["name", "special_use"].contains(&field.as_str()))
+                {
+                    return Err(format!(
+                        "unknown key {key}.{extra}: valid keys of a default mailbox are name, special_use"
+                    ));
                 }
                 let Some(name) = entry.get("name").and_then(toml::Value::as_str) else {
                     return Err(invalid(key, item, "each entry needs name = \"...\""));
                 };
                 let Some(attribute) = entry.get("special_use") else {
-                    return Err(invalid(key, item, "each entry needs special_use = \"\\\\...\""));
+                    return Err(invalid(
+                        key,
+                        item,
+                        "each entry needs special_use = \"\\\\...\"",
+                    ));
                 };
                 pairs.push((name, attribute));
             }
@@ -371,10 +482,18 @@ fn mailboxes_value(key: &str, value: &toml::Value) -> Result<Vec<(String, String
     for (name, attribute) in pairs {
         let name_value = toml::Value::String(name.to_owned());
         if name.is_empty() || name.chars().any(char::is_control) {
-            return Err(invalid(key, &name_value, "expected a mailbox name without control characters"));
+            return Err(invalid(
+                key,
+                &name_value,
+                "expected a mailbox name without control characters",
+            ));
         }
         if name.eq_ignore_ascii_case("INBOX") {
-            return Err(invalid(key, &name_value, "INBOX always exists and takes no special-use attribute"));
+            return Err(invalid(
+                key,
+                &name_value,
+                "INBOX always exists and takes no special-use attribute",
+            ));
         }
         if mailboxes.iter().any(|(existing, _)| existing == name) {
             return Err(invalid(key, &name_value, "each mailbox may be listed once"));
@@ -386,9 +505,16 @@ fn mailboxes_value(key: &str, value: &toml::Value) -> Result<Vec<(String, String
 }
 
 fn special_use_value(key: &str, value: &toml::Value) -> Result<String, String> {
-    let expected = format!("expected a special-use attribute: one of {}", SPECIAL_USE_ATTRIBUTES.join(" "));
+    let expected = format!(
+        "expected a special-use attribute: one of {}",
+        SPECIAL_USE_ATTRIBUTES.join(" ")
+    );
     let text = string_value(key, value, &expected)?;
-    let with_backslash = if text.starts_with('\\') { text.to_owned() } else { format!("\\{text}") };
+    let with_backslash = if text.starts_with('\\') {
+        text.to_owned()
+    } else {
+        format!("\\{text}")
+    };
     SPECIAL_USE_ATTRIBUTES
         .iter()
         .find(|attribute| attribute.eq_ignore_ascii_case(&with_backslash))
@@ -401,9 +527,12 @@ fn special_use_value(key: &str, value: &toml::Value) -> Result<String, String> {
 fn is_domain_like(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= 253
-        && text
-            .split('.')
-            .all(|label| !label.is_empty() && label.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_'))
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+        })
 }
 
 #[cfg(test)]
@@ -426,7 +555,10 @@ mod tests {
         assert_eq!(config.imap_listen, Some("127.0.0.1:1143".parse().unwrap()));
         assert_eq!(config.lmtp_listen, Some("127.0.0.1:2424".parse().unwrap()));
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
-        assert_eq!(config.imap.default_mailboxes[1], ("Sent".to_owned(), "\\Sent".to_owned()));
+        assert_eq!(
+            config.imap.default_mailboxes[1],
+            ("Sent".to_owned(), "\\Sent".to_owned())
+        );
         assert_eq!(config.imap.default_mailboxes.len(), 5);
         assert!(!config.lmtp.hostname.is_empty());
         assert!(check_consistency(&config).is_ok());
@@ -462,46 +594,102 @@ mod tests {
         assert_eq!(config.imap_listen, Some("[::1]:0".parse().unwrap()));
         assert_eq!(config.lmtp_listen, None);
         assert_eq!(config.shutdown_grace, Duration::from_secs(30));
-        assert_eq!(settings.log_level.as_deref(), Some("roost_server=debug,info"));
+        assert_eq!(
+            settings.log_level.as_deref(),
+            Some("roost_server=debug,info")
+        );
         assert_eq!(config.imap.timeout_authenticated, Duration::from_secs(3600));
         assert_eq!(
             config.imap.default_mailboxes,
-            vec![("Sent Items".to_owned(), "\\Sent".to_owned()), ("Bin".to_owned(), "\\Trash".to_owned())]
+            vec![
+                ("Sent Items".to_owned(), "\\Sent".to_owned()),
+                ("Bin".to_owned(), "\\Trash".to_owned())
+            ]
         );
         assert_eq!(config.lmtp.local_domains, vec!["example.org".to_owned()]);
         assert_eq!(config.limits.line_bytes_max, 8192);
         assert_eq!(config.limits.literal_bytes_max_unauthenticated, 0);
         assert_eq!(config.limits.login_failures_max, 5);
-        assert_eq!(config.limits.message_bytes_max, 52_428_800, "unset keys keep their defaults");
+        assert_eq!(
+            config.limits.message_bytes_max, 52_428_800,
+            "unset keys keep their defaults"
+        );
     }
 
     #[test]
     fn mailboxes_as_table() {
-        let settings = apply_text("[imap]\ndefault_mailboxes = { Sent = '\\Sent', Trash = \"\\\\Trash\" }\n").unwrap();
+        let settings =
+            apply_text("[imap]\ndefault_mailboxes = { Sent = '\\Sent', Trash = \"\\\\Trash\" }\n")
+                .unwrap();
 
         assert_eq!(settings.server.imap.default_mailboxes.len(), 2);
-        assert!(settings.server.imap.default_mailboxes.contains(&("Trash".to_owned(), "\\Trash".to_owned())));
+        assert!(
+            settings
+                .server
+                .imap
+                .default_mailboxes
+                .contains(&("Trash".to_owned(), "\\Trash".to_owned()))
+        );
     }
 
     #[test]
     fn bad_values_name_key_and_fix() {
         let cases = [
-            ("[limits]\nline_bytes_max = \"abc\"", "key limits.line_bytes_max: invalid value \"abc\": expected a whole number of bytes of at least 1024, e.g. 65536"),
-            ("[limits]\nline_bytes_max = 1023", "key limits.line_bytes_max: invalid value 1023: expected a whole number of bytes of at least 1024, e.g. 65536"),
-            ("[limits]\nmailbox_depth_max = 0", "key limits.mailbox_depth_max: invalid value 0: expected a whole number of at least 1, e.g. 32"),
-            ("[limits]\nlogin_failures_max = -1", "key limits.login_failures_max: invalid value -1: expected a whole number of at least 1, e.g. 3"),
-            ("shutdown_grace = \"10\"", "key shutdown_grace: invalid value \"10\": expected a duration such as \"30s\", \"10m\", \"2h\" or \"1h30m\""),
-            ("[imap]\nidle_keepalive = \"0s\"", "key imap.idle_keepalive: invalid value \"0s\": expected a duration of at least 1s"),
-            ("imap_listen = \"localhost:143\"", "key imap_listen: invalid value \"localhost:143\": expected IP:PORT such as 127.0.0.1:1143 or [::1]:1143, or \"off\""),
-            ("imap = 3", "key imap: invalid value 3: expected a [imap] section"),
-            ("[imap]\ndefault_mailboxes = { Sent = \"Outbox\" }", "key imap.default_mailboxes: invalid value \"Outbox\": expected a special-use attribute: one of \\All \\Archive \\Drafts \\Flagged \\Junk \\Sent \\Trash"),
-            ("[imap]\ndefault_mailboxes = { INBOX = \"Sent\" }", "key imap.default_mailboxes: invalid value \"INBOX\": INBOX always exists and takes no special-use attribute"),
-            ("[lmtp]\nlocal_domains = [\"a b\"]", "key lmtp.local_domains: invalid value \"a b\": expected a list of domains such as [\"example.org\", \"example.net\"]"),
-            ("log_level = \"info,=[\"", "key log_level: invalid value \"info,=[\":"),
+            (
+                "[limits]\nline_bytes_max = \"abc\"",
+                "key limits.line_bytes_max: invalid value \"abc\": expected a whole number of bytes of at least 1024, e.g. 65536",
+            ),
+            (
+                "[limits]\nline_bytes_max = 1023",
+                "key limits.line_bytes_max: invalid value 1023: expected a whole number of bytes of at least 1024, e.g. 65536",
+            ),
+            (
+                "[limits]\nmailbox_depth_max = 0",
+                "key limits.mailbox_depth_max: invalid value 0: expected a whole number of at least 1, e.g. 32",
+            ),
+            (
+                "[limits]\nlogin_failures_max = -1",
+                "key limits.login_failures_max: invalid value -1: expected a whole number of at least 1, e.g. 3",
+            ),
+            (
+                "shutdown_grace = \"10\"",
+                "key shutdown_grace: invalid value \"10\": expected a duration such as \"30s\", \"10m\", \"2h\" or \"1h30m\"",
+            ),
+            (
+                "[imap]\nidle_keepalive = \"0s\"",
+                "key imap.idle_keepalive: invalid value \"0s\": expected a duration of at least 1s",
+            ),
+            (
+                "imap_listen = \"localhost:143\"",
+                "key imap_listen: invalid value \"localhost:143\": expected IP:PORT such as 127.0.0.1:1143 or [::1]:1143, or \"off\"",
+            ),
+            (
+                "imap = 3",
+                "key imap: invalid value 3: expected a [imap] section",
+            ),
+            (
+                "[imap]\ndefault_mailboxes = { Sent = \"Outbox\" }",
+                "key imap.default_mailboxes: invalid value \"Outbox\": expected a special-use attribute: one of \\All \\Archive \\Drafts \\Flagged \\Junk \\Sent \\Trash",
+            ),
+            (
+                "[imap]\ndefault_mailboxes = { INBOX = \"Sent\" }",
+                "key imap.default_mailboxes: invalid value \"INBOX\": INBOX always exists and takes no special-use attribute",
+            ),
+            (
+                "[lmtp]\nlocal_domains = [\"a b\"]",
+                "key lmtp.local_domains: invalid value \"a b\": expected a list of domains such as [\"example.org\", \"example.net\"]",
+            ),
+            (
+                "log_level = \"info,=[\"",
+                "key log_level: invalid value \"info,=[\":",
+            ),
         ];
         for (text, expected) in cases {
             let message = apply_text(text).unwrap_err();
-            assert!(message.starts_with(expected), "{text:?}\n got: {message}\nwant: {expected}");
+            assert!(
+                message.starts_with(expected),
+                "{text:?}\n got: {message}\nwant: {expected}"
+            );
             assert!(!message.contains('\n'), "{text:?}: {message}");
         }
     }
@@ -523,8 +711,13 @@ mod tests {
 
     #[test]
     fn cross_key_rules() {
-        let message = apply_text("[limits]\ncommand_bytes_max = 2048\nline_bytes_max = 4096").unwrap_err();
-        assert!(message.starts_with("key limits.command_bytes_max: invalid value 2048: must be at least"), "{message}");
+        let message =
+            apply_text("[limits]\ncommand_bytes_max = 2048\nline_bytes_max = 4096").unwrap_err();
+        assert!(
+            message
+                .starts_with("key limits.command_bytes_max: invalid value 2048: must be at least"),
+            "{message}"
+        );
 
         let message = apply_text("imap_listen = \"127.0.0.1:2424\"").unwrap_err();
         assert!(message.contains("imap_listen and lmtp_listen"), "{message}");

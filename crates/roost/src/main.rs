@@ -17,7 +17,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{ConfigError, DATA_DIR_DEFAULT, Settings, apply_file, check_consistency, default_settings};
+use crate::config::{
+    ConfigError, DATA_DIR_DEFAULT, Settings, apply_file, check_consistency, default_settings,
+};
 
 /// Roost, an IMAP4rev1 server with LMTP delivery.
 #[derive(Parser, Debug)]
@@ -158,7 +160,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             match &err {
-                CliError::Usage(message) | CliError::Runtime(message) => eprintln!("roost: {message}"),
+                CliError::Usage(message) | CliError::Runtime(message) => {
+                    eprintln!("roost: {message}")
+                }
                 CliError::Config(config_error) => eprintln!("roost: {config_error}"),
                 CliError::Quiet => {}
             }
@@ -214,7 +218,10 @@ fn serve_settings(args: &ServeArgs) -> Result<Settings, CliError> {
 
     // Flags can break a rule between keys that the file alone kept.
     check_consistency(&settings.server).map_err(|message| match &args.config {
-        Some(file) => CliError::Config(ConfigError { file: file.clone(), message }),
+        Some(file) => CliError::Config(ConfigError {
+            file: file.clone(),
+            message,
+        }),
         None => CliError::Usage(message),
     })?;
     Ok(settings)

@@ -17,15 +17,20 @@ use crate::config::{LOG_LEVEL_DEFAULT, Settings};
 /// Starts logging to stderr. The filter comes from `--log-level`, else
 /// `RUST_LOG`, else the config file's `log_level`, else `info`.
 pub fn init_logging(flag: Option<&str>, from_file: Option<&str>) -> Result<(), CliError> {
-    let from_environment = std::env::var("RUST_LOG").ok().filter(|text| !text.trim().is_empty());
+    let from_environment = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|text| !text.trim().is_empty());
     let (source, directives) = match (flag, from_environment, from_file) {
         (Some(flag), _, _) => ("--log-level", flag.to_owned()),
         (None, Some(environment), _) => ("RUST_LOG", environment),
         (None, None, Some(file)) => ("log_level", file.to_owned()),
         (None, None, None) => ("default", LOG_LEVEL_DEFAULT.to_owned()),
     };
-    let filter = EnvFilter::try_new(&directives)
-        .map_err(|err| CliError::Usage(format!("{source}: invalid log filter \"{directives}\": {err}")))?;
+    let filter = EnvFilter::try_new(&directives).map_err(|err| {
+        CliError::Usage(format!(
+            "{source}: invalid log filter \"{directives}\": {err}"
+        ))
+    })?;
     // Colour codes only help a person at a terminal; in journald or a log
     // file they are noise.
     tracing_subscriber::fmt()
@@ -44,7 +49,9 @@ pub fn run(settings: Settings) -> Result<(), CliError> {
         .map_err(|err| CliError::Runtime(format!("starting the tokio runtime failed: {err}")))?;
 
     runtime.block_on(async move {
-        let shutdown = shutdown_signal().map_err(|err| CliError::Runtime(format!("installing signal handlers failed: {err}")))?;
+        let shutdown = shutdown_signal().map_err(|err| {
+            CliError::Runtime(format!("installing signal handlers failed: {err}"))
+        })?;
         let config = settings.server;
         info!(
             data_dir = %config.data_dir.display(),

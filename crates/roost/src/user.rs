@@ -22,7 +22,9 @@ fn read_new_password(name: &str, password_bytes_max: usize) -> Result<Secret, Cl
         let second = rpassword::prompt_password("Repeat the password: ")
             .map_err(|err| CliError::Runtime(format!("reading the password failed: {err}")))?;
         if first != second {
-            return Err(CliError::Usage("the two passwords differ; nothing was changed".to_owned()));
+            return Err(CliError::Usage(
+                "the two passwords differ; nothing was changed".to_owned(),
+            ));
         }
         first
     } else {
@@ -30,7 +32,9 @@ fn read_new_password(name: &str, password_bytes_max: usize) -> Result<Secret, Cl
     };
 
     if password.is_empty() {
-        return Err(CliError::Usage("empty password rejected; nothing was changed".to_owned()));
+        return Err(CliError::Usage(
+            "empty password rejected; nothing was changed".to_owned(),
+        ));
     }
     Ok(Secret::new(password))
 }
@@ -39,12 +43,16 @@ fn read_new_password(name: &str, password_bytes_max: usize) -> Result<Secret, Cl
 /// `password_bytes_max` bytes plus the line ending are read, so a password
 /// piped from a huge file is rejected rather than buffered.
 fn read_first_line(input: impl BufRead, password_bytes_max: usize) -> Result<String, CliError> {
-    let read_limit = u64::try_from(password_bytes_max).unwrap_or(u64::MAX).saturating_add(2);
+    let read_limit = u64::try_from(password_bytes_max)
+        .unwrap_or(u64::MAX)
+        .saturating_add(2);
     let mut line = Vec::new();
     input
         .take(read_limit)
         .read_until(b'\n', &mut line)
-        .map_err(|err| CliError::Runtime(format!("reading the password from stdin failed: {err}")))?;
+        .map_err(|err| {
+            CliError::Runtime(format!("reading the password from stdin failed: {err}"))
+        })?;
 
     let had_newline = line.last() == Some(&b'\n');
     if had_newline {
@@ -58,7 +66,9 @@ fn read_first_line(input: impl BufRead, password_bytes_max: usize) -> Result<Str
             "the password is longer than the maximum of {password_bytes_max} bytes; nothing was changed"
         )));
     }
-    String::from_utf8(line).map_err(|_| CliError::Usage("the password is not valid UTF-8; nothing was changed".to_owned()))
+    String::from_utf8(line).map_err(|_| {
+        CliError::Usage("the password is not valid UTF-8; nothing was changed".to_owned())
+    })
 }
 
 fn open_db(data_dir: &Path) -> Result<UserDb, CliError> {
@@ -128,14 +138,16 @@ pub fn import(data_dir: &Path, file: &Path) -> Result<(), CliError> {
             .map_err(|err| CliError::Usage(format!("reading stdin failed: {err}")))?;
         text
     } else {
-        std::fs::read_to_string(file).map_err(|err| CliError::Usage(format!("{}: reading failed: {err}", file.display())))?
+        std::fs::read_to_string(file)
+            .map_err(|err| CliError::Usage(format!("{}: reading failed: {err}", file.display())))?
     };
 
     let db = open_db(data_dir)?;
     let summary = db.import(&text).map_err(|err| match err {
-        AuthError::ImportLine { line, message } => {
-            CliError::Usage(format!("{}: line {line}: {message}; nothing was imported", file.display()))
-        }
+        AuthError::ImportLine { line, message } => CliError::Usage(format!(
+            "{}: line {line}: {message}; nothing was imported",
+            file.display()
+        )),
         other => auth_error(other),
     })?;
     println!(
@@ -172,16 +184,24 @@ pub fn deliver(settings: &Settings, name: &str) -> Result<(), CliError> {
     let mut message = Vec::new();
     io::stdin()
         .lock()
-        .take(u64::try_from(message_bytes_max).unwrap_or(u64::MAX).saturating_add(1))
+        .take(
+            u64::try_from(message_bytes_max)
+                .unwrap_or(u64::MAX)
+                .saturating_add(1),
+        )
         .read_to_end(&mut message)
-        .map_err(|err| CliError::Runtime(format!("reading the message from stdin failed: {err}")))?;
+        .map_err(|err| {
+            CliError::Runtime(format!("reading the message from stdin failed: {err}"))
+        })?;
     if message.len() > message_bytes_max {
         return Err(CliError::Runtime(format!(
             "the message is larger than limits.message_bytes_max ({message_bytes_max} bytes); nothing was delivered"
         )));
     }
     if message.is_empty() {
-        return Err(CliError::Usage("the message on stdin is empty; nothing was delivered".to_owned()));
+        return Err(CliError::Usage(
+            "the message on stdin is empty; nothing was delivered".to_owned(),
+        ));
     }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -208,7 +228,10 @@ mod tests {
 
     #[test]
     fn first_line_length_limit() {
-        assert_eq!(read_first_line(&b"12345678\r\n"[..], 8).unwrap(), "12345678");
+        assert_eq!(
+            read_first_line(&b"12345678\r\n"[..], 8).unwrap(),
+            "12345678"
+        );
         assert_eq!(read_first_line(&b"12345678"[..], 8).unwrap(), "12345678");
         assert!(read_first_line(&b"123456789\n"[..], 8).is_err());
         assert!(read_first_line(&b"123456789"[..], 8).is_err());

@@ -8,10 +8,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Description of a valid duration, for error messages.
-pub const DURATION_EXPECTED: &str = "expected a duration such as \"30s\", \"10m\", \"2h\" or \"1h30m\"";
+pub const DURATION_EXPECTED: &str =
+    "expected a duration such as \"30s\", \"10m\", \"2h\" or \"1h30m\"";
 
 /// Description of a valid listen address, for error messages.
-pub const LISTEN_EXPECTED: &str = "expected IP:PORT such as 127.0.0.1:1143 or [::1]:1143, or \"off\"";
+pub const LISTEN_EXPECTED: &str =
+    "expected IP:PORT such as 127.0.0.1:1143 or [::1]:1143, or \"off\"";
 
 /// Maximum duration accepted, so that later arithmetic on deadlines cannot
 /// overflow: a year is far beyond any useful timeout.
@@ -28,14 +30,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits_end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits_end == 0 {
             return Err(DURATION_EXPECTED.to_owned());
         }
-        let number: u64 = rest[..digits_end].parse().map_err(|_| DURATION_EXPECTED.to_owned())?;
+        let number: u64 = rest[..digits_end]
+            .parse()
+            .map_err(|_| DURATION_EXPECTED.to_owned())?;
         rest = &rest[digits_end..];
 
-        let unit_end = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit_millis: u64 = match &rest[..unit_end] {
             "ms" => 1,
             "s" => 1_000,
@@ -46,7 +54,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         };
         rest = &rest[unit_end..];
 
-        let millis = number.checked_mul(unit_millis).ok_or_else(|| DURATION_EXPECTED.to_owned())?;
+        let millis = number
+            .checked_mul(unit_millis)
+            .ok_or_else(|| DURATION_EXPECTED.to_owned())?;
         total = total
             .checked_add(Duration::from_millis(millis))
             .ok_or_else(|| DURATION_EXPECTED.to_owned())?;
@@ -62,7 +72,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// messages.
 pub fn format_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
-    let units: [(u128, &str); 5] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s"), (1, "ms")];
+    let units: [(u128, &str); 5] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1_000, "s"),
+        (1, "ms"),
+    ];
     if millis == 0 {
         return "0s".to_owned();
     }
@@ -84,7 +100,9 @@ pub fn parse_listen(text: &str) -> Result<Option<SocketAddr>, String> {
     if text.eq_ignore_ascii_case("off") || text.eq_ignore_ascii_case("none") {
         return Ok(None);
     }
-    text.parse::<SocketAddr>().map(Some).map_err(|_| LISTEN_EXPECTED.to_owned())
+    text.parse::<SocketAddr>()
+        .map(Some)
+        .map_err(|_| LISTEN_EXPECTED.to_owned())
 }
 
 /// Checks a `RUST_LOG`-style log filter such as `info` or
@@ -112,7 +130,17 @@ mod tests {
 
     #[test]
     fn durations_reject_bad_text() {
-        for text in ["", "10", "s", "10x", "1.5s", "-1s", "10 s", "366d", "99999999999999999999s"] {
+        for text in [
+            "",
+            "10",
+            "s",
+            "10x",
+            "1.5s",
+            "-1s",
+            "10 s",
+            "366d",
+            "99999999999999999999s",
+        ] {
             assert!(parse_duration(text).is_err(), "{text:?}");
         }
     }
@@ -126,8 +154,14 @@ mod tests {
 
     #[test]
     fn listen_addresses_parse() {
-        assert_eq!(parse_listen("127.0.0.1:1143"), Ok(Some("127.0.0.1:1143".parse().unwrap())));
-        assert_eq!(parse_listen("[::1]:0"), Ok(Some("[::1]:0".parse().unwrap())));
+        assert_eq!(
+            parse_listen("127.0.0.1:1143"),
+            Ok(Some("127.0.0.1:1143".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_listen("[::1]:0"),
+            Ok(Some("[::1]:0".parse().unwrap()))
+        );
         assert_eq!(parse_listen("off"), Ok(None));
         assert_eq!(parse_listen("None"), Ok(None));
         assert!(parse_listen("localhost:1143").is_err());

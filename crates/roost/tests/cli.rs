@@ -99,7 +99,10 @@ fn check_config_rejects_bad_toml() {
     assert_eq!(output.status.code(), Some(2));
     let message = stderr(&output);
     assert!(
-        message.starts_with(&format!("roost: config {}: invalid TOML at line 2, column", file.display())),
+        message.starts_with(&format!(
+            "roost: config {}: invalid TOML at line 2, column",
+            file.display()
+        )),
         "{message}"
     );
     assert_eq!(message.lines().count(), 1, "{message}");
@@ -113,7 +116,10 @@ fn check_config_reports_missing_file() {
     let output = roost(&["check-config", path_arg(&file)], b"");
 
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).starts_with(&format!("roost: config {}: reading failed:", file.display())));
+    assert!(stderr(&output).starts_with(&format!(
+        "roost: config {}: reading failed:",
+        file.display()
+    )));
 }
 
 #[test]
@@ -146,7 +152,11 @@ fn serve_rejects_bad_listen_flag() {
     let output = roost(&["serve", "--imap-listen", "localhost:143"], b"");
 
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("expected IP:PORT"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("expected IP:PORT"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -155,16 +165,31 @@ fn user_commands_through_stdin() {
     let data_dir = dir.path().join("data");
     let data = path_arg(&data_dir);
 
-    let added = roost(&["user", "add", "alice", "--data-dir", data], b"first secret\r\n");
+    let added = roost(
+        &["user", "add", "alice", "--data-dir", data],
+        b"first secret\r\n",
+    );
     assert_eq!(added.status.code(), Some(0), "{}", stderr(&added));
     assert_eq!(stdout(&added), "added user alice\n");
-    assert!(UserDb::open(&data_dir).unwrap().verify("alice", &Secret::from("first secret")).is_ok());
+    assert!(
+        UserDb::open(&data_dir)
+            .unwrap()
+            .verify("alice", &Secret::from("first secret"))
+            .is_ok()
+    );
 
     let again = roost(&["user", "add", "alice", "--data-dir", data], b"other\n");
     assert_eq!(again.status.code(), Some(1));
-    assert!(stderr(&again).starts_with("roost: user \"alice\" already exists"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).starts_with("roost: user \"alice\" already exists"),
+        "{}",
+        stderr(&again)
+    );
 
-    let changed = roost(&["user", "passwd", "alice", "--data-dir", data], b"second\nignored line\n");
+    let changed = roost(
+        &["user", "passwd", "alice", "--data-dir", data],
+        b"second\nignored line\n",
+    );
     assert_eq!(changed.status.code(), Some(0), "{}", stderr(&changed));
     let db = UserDb::open(&data_dir).unwrap();
     assert!(db.verify("alice", &Secret::from("second")).is_ok());
@@ -179,8 +204,15 @@ fn user_commands_through_stdin() {
 
     let deleted = roost(&["user", "delete", "alice", "--data-dir", data], b"");
     assert_eq!(deleted.status.code(), Some(0), "{}", stderr(&deleted));
-    assert!(stdout(&deleted).contains("the mail stays in"), "{}", stdout(&deleted));
-    assert_eq!(stdout(&roost(&["user", "list", "--data-dir", data], b"")), "bob\n");
+    assert!(
+        stdout(&deleted).contains("the mail stays in"),
+        "{}",
+        stdout(&deleted)
+    );
+    assert_eq!(
+        stdout(&roost(&["user", "list", "--data-dir", data], b"")),
+        "bob\n"
+    );
 
     let missing = roost(&["user", "delete", "alice", "--data-dir", data], b"");
     assert_eq!(missing.status.code(), Some(1));
@@ -194,14 +226,21 @@ fn user_add_rejects_bad_input() {
 
     let empty = roost(&["user", "add", "alice", "--data-dir", data], b"\n");
     assert_eq!(empty.status.code(), Some(2));
-    assert_eq!(stderr(&empty), "roost: empty password rejected; nothing was changed\n");
+    assert_eq!(
+        stderr(&empty),
+        "roost: empty password rejected; nothing was changed\n"
+    );
 
     let no_input = roost(&["user", "add", "alice", "--data-dir", data], b"");
     assert_eq!(no_input.status.code(), Some(2));
 
     let bad_name = roost(&["user", "add", "a:b", "--data-dir", data], b"pw\n");
     assert_eq!(bad_name.status.code(), Some(2));
-    assert!(stderr(&bad_name).contains("invalid user name \"a:b\""), "{}", stderr(&bad_name));
+    assert!(
+        stderr(&bad_name).contains("invalid user name \"a:b\""),
+        "{}",
+        stderr(&bad_name)
+    );
 
     let too_long = vec![b'p'; 1025];
     let long = roost(&["user", "add", "alice", "--data-dir", data], &too_long);
@@ -218,10 +257,17 @@ fn user_commands_take_data_dir_from_config() {
     let file = dir.path().join("roost.toml");
     fs::write(&file, "data_dir = \"mail-data\"\n").unwrap();
 
-    let added = roost(&["user", "add", "carol", "--config", path_arg(&file)], b"pw\n");
+    let added = roost(
+        &["user", "add", "carol", "--config", path_arg(&file)],
+        b"pw\n",
+    );
 
     assert_eq!(added.status.code(), Some(0), "{}", stderr(&added));
-    assert!(UserDb::open(&dir.path().join("mail-data")).unwrap().exists("carol"));
+    assert!(
+        UserDb::open(&dir.path().join("mail-data"))
+            .unwrap()
+            .exists("carol")
+    );
 }
 
 #[test]
@@ -243,7 +289,16 @@ fn import_mixed_file() {
     )
     .unwrap();
 
-    let output = roost(&["user", "import", path_arg(&file), "--data-dir", path_arg(&data_dir)], b"");
+    let output = roost(
+        &[
+            "user",
+            "import",
+            path_arg(&file),
+            "--data-dir",
+            path_arg(&data_dir),
+        ],
+        b"",
+    );
 
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(stdout(&output), "imported 4 users: 4 added, 0 updated\n");
@@ -259,9 +314,22 @@ fn import_rejects_unsupported_scheme() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("users.import");
     // doveadm pw -s MD5-CRYPT -p secret
-    fs::write(&file, "ok:{PLAIN}x\nold:{MD5-CRYPT}$1$js4H2kxl$HuTaQCq7CMEIfrDGWqb981\n").unwrap();
+    fs::write(
+        &file,
+        "ok:{PLAIN}x\nold:{MD5-CRYPT}$1$js4H2kxl$HuTaQCq7CMEIfrDGWqb981\n",
+    )
+    .unwrap();
 
-    let output = roost(&["user", "import", path_arg(&file), "--data-dir", path_arg(dir.path())], b"");
+    let output = roost(
+        &[
+            "user",
+            "import",
+            path_arg(&file),
+            "--data-dir",
+            path_arg(dir.path()),
+        ],
+        b"",
+    );
 
     assert_eq!(output.status.code(), Some(2));
     let message = stderr(&output);
@@ -284,24 +352,44 @@ fn import_of_100000_plain_lines() {
     let count = 100_000;
     let mut text = String::with_capacity(count * 40);
     for index in 0..count {
-        text.push_str(&format!("user{index}@example.org:{{PLAIN}}password{index}\n"));
+        text.push_str(&format!(
+            "user{index}@example.org:{{PLAIN}}password{index}\n"
+        ));
     }
     fs::write(&file, text).unwrap();
 
-    let output = roost(&["user", "import", path_arg(&file), "--data-dir", path_arg(&data_dir)], b"");
+    let output = roost(
+        &[
+            "user",
+            "import",
+            path_arg(&file),
+            "--data-dir",
+            path_arg(&data_dir),
+        ],
+        b"",
+    );
 
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert_eq!(stdout(&output), format!("imported {count} users: {count} added, 0 updated\n"));
+    assert_eq!(
+        stdout(&output),
+        format!("imported {count} users: {count} added, 0 updated\n")
+    );
     let db = UserDb::open(&data_dir).unwrap();
     assert_eq!(db.len(), count);
-    assert!(db.verify("user99999@example.org", &Secret::from("password99999")).is_ok());
+    assert!(
+        db.verify("user99999@example.org", &Secret::from("password99999"))
+            .is_ok()
+    );
 }
 
 #[test]
 fn deliver_to_unknown_user_fails() {
     let dir = tempfile::tempdir().unwrap();
 
-    let output = roost(&["deliver", "nobody", "--data-dir", path_arg(dir.path())], b"Subject: hi\r\n\r\nbody\r\n");
+    let output = roost(
+        &["deliver", "nobody", "--data-dir", path_arg(dir.path())],
+        b"Subject: hi\r\n\r\nbody\r\n",
+    );
 
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(stderr(&output), "roost: user \"nobody\" not found\n");
@@ -316,14 +404,24 @@ fn deliver_to_existing_user() {
     let added = roost(&["user", "add", "alice", "--data-dir", data], b"pw\n");
     assert_eq!(added.status.code(), Some(0), "{}", stderr(&added));
 
-    let output = roost(&["deliver", "alice", "--data-dir", data], b"Subject: hi\r\n\r\nbody\r\n");
+    let output = roost(
+        &["deliver", "alice", "--data-dir", data],
+        b"Subject: hi\r\n\r\nbody\r\n",
+    );
 
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let messages = runtime.block_on(async {
         let store = roost_store::sqlite::SqliteStore::open(dir.path()).unwrap();
         let account = store.account("alice", &[]).await.unwrap();
-        let inbox = store.mailbox(account, "INBOX").await.unwrap().expect("INBOX exists");
+        let inbox = store
+            .mailbox(account, "INBOX")
+            .await
+            .unwrap()
+            .expect("INBOX exists");
         store.status(inbox.id).await.unwrap().messages
     });
     assert_eq!(messages, 1);
@@ -339,14 +437,25 @@ fn deliver_rejects_empty_message() {
     let output = roost(&["deliver", "alice", "--data-dir", data], b"");
 
     assert_eq!(output.status.code(), Some(2));
-    assert_eq!(stderr(&output), "roost: the message on stdin is empty; nothing was delivered\n");
+    assert_eq!(
+        stderr(&output),
+        "roost: the message on stdin is empty; nothing was delivered\n"
+    );
 }
 
 #[test]
 fn serve_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_roost"))
-        .args(["serve", "--data-dir", path_arg(dir.path()), "--imap-listen", "127.0.0.1:0", "--lmtp-listen", "off"])
+        .args([
+            "serve",
+            "--data-dir",
+            path_arg(dir.path()),
+            "--imap-listen",
+            "127.0.0.1:0",
+            "--lmtp-listen",
+            "off",
+        ])
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
