@@ -193,8 +193,8 @@ impl SqliteStore {
     }
 
     /// Removes the body files of a failed append that no row references.
-    /// A failed commit may still have committed on disk in rare cases
-    /// (an I/O error reported after the write), so each id is checked.
+    /// A commit that reported an I/O error may still have reached the
+    /// disk, so each id is checked rather than assumed unreferenced.
     async fn discard_bodies(&self, ids: Vec<BlobId>) {
         let blobs = self.blobs.clone();
         let unreferenced = self
@@ -216,7 +216,7 @@ impl SqliteStore {
                     .await;
             }
             Err(err) => {
-                tracing::warn!(error = %err, "failed to check bodies of a failed append; the next open removes them")
+                tracing::warn!(error = %err, "failed to check the bodies of a failed append, so they stay until a later open removes them")
             }
         }
     }
