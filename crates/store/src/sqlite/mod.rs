@@ -48,8 +48,8 @@ use crate::{
 
 pub use self::schema::SCHEMA_VERSION;
 
-/// Limits and timings of a [`SqliteStore`]. Every field has a default
-/// suited to a server with many sessions.
+/// Limits and timings of a [`SqliteStore`]. The defaults are estimates
+/// for a server with many sessions, not measured values.
 #[derive(Clone, Debug)]
 pub struct SqliteOptions {
     /// Write requests that may wait for the writer thread. Callers beyond
