@@ -14,9 +14,9 @@ use bytes::BufMut as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::{Instrument as _, debug, info, info_span, warn};
 
-use super::protocol::{Delivery, Event, Outcome, Reply, Session, SessionConfig};
+use super::protocol::{Delivery, Event, Outcome, Reply, Session, SessionConfig, UserStatus};
 use crate::delivery::{Deliverer, DeliveryError};
 
 /// Bytes read from the socket at a time.
@@ -37,7 +37,9 @@ enum Interruption {
 /// The settings a connection needs beyond the protocol ones.
 pub(super) struct ConnectionConfig {
     pub session: SessionConfig,
-    /// Inactivity after which the connection is closed with 421 4.4.2.
+    /// Inactivity after which the connection is closed with 421 4.4.2. A
+    /// write that the client does not take up within this time also ends
+    /// the connection.
     pub timeout_idle: Duration,
 }
 
@@ -49,13 +51,18 @@ pub(super) async fn run(
     config: Arc<ConnectionConfig>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    debug!(%peer, "LMTP connection opened");
-    match serve_connection(&mut stream, &deliverer, &config, &mut shutdown).await {
-        Ok(()) => debug!(%peer, "LMTP connection closed"),
-        Err(error) => debug!(%peer, %error, "LMTP connection failed"),
+    let span = info_span!("lmtp", %peer);
+    async move {
+        debug!("LMTP connection opened");
+        match serve_connection(&mut stream, &deliverer, &config, &mut shutdown).await {
+            Ok(()) => debug!("LMTP connection closed"),
+            Err(error) => debug!(%error, "LMTP connection failed"),
+        }
+        // The peer may already be gone, and there is nothing left to send.
+        let _ = stream.shutdown().await;
     }
-    // The peer may already be gone; there is nothing left to tell it.
-    let _ = stream.shutdown().await;
+    .instrument(span)
+    .await
 }
 
 async fn serve_connection(
@@ -83,7 +90,7 @@ async fn serve_connection(
         shutting_down |= *shutdown.borrow();
         if shutting_down && !session.is_in_data() {
             Reply::shutting_down(&hostname).encode(&mut output);
-            return stream.write_all(&output).await;
+            return write_all(stream, &output, config.timeout_idle).await;
         }
 
         let step = session.receive(&input, &mut replies);
@@ -91,23 +98,28 @@ async fn serve_connection(
         let needs_input = step.consumed == 0 && step.event.is_none();
         match step.event {
             Some(Event::CheckUser(user)) => {
-                let exists = check_user(deliverer, user).await;
-                session.user_checked(exists, &mut replies);
+                let status = check_user(deliverer, user).await;
+                session.user_checked(status, &mut replies);
             }
             Some(Event::Deliver(delivery)) => {
                 let outcomes = deliver(deliverer, delivery).await;
                 session.delivered(&outcomes, &mut replies);
             }
+            Some(Event::Rejected { recipients, size }) => {
+                for recipient in &recipients {
+                    info!(recipient = recipient.user, size, "delivery rejected: message too big");
+                }
+            }
             Some(Event::Close) => {
                 encode_replies(&mut replies, &mut output);
-                return stream.write_all(&output).await;
+                return write_all(stream, &output, config.timeout_idle).await;
             }
             None => {}
         }
         encode_replies(&mut replies, &mut output);
 
         if needs_input || output.len() >= OUTPUT_FLUSH_BYTES {
-            stream.write_all(&output).await?;
+            write_all(stream, &output, config.timeout_idle).await?;
             output.clear();
         }
         if !needs_input {
@@ -120,7 +132,7 @@ async fn serve_connection(
             Some(Interruption::Shutdown) => shutting_down = true,
             Some(Interruption::TimedOut) => {
                 Reply::timed_out(&hostname).encode(&mut output);
-                return stream.write_all(&output).await;
+                return write_all(stream, &output, config.timeout_idle).await;
             }
             Some(Interruption::ClosedByPeer) => return Ok(()),
         }
@@ -153,6 +165,15 @@ async fn read_more(
     }
 }
 
+/// Writes `output`, failing with `TimedOut` if the client does not take
+/// it within `timeout`.
+async fn write_all(stream: &mut TcpStream, output: &[u8], timeout: Duration) -> io::Result<()> {
+    match tokio::time::timeout(timeout, stream.write_all(output)).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(io::Error::new(io::ErrorKind::TimedOut, "client did not read replies in time")),
+    }
+}
+
 fn encode_replies(replies: &mut Vec<Reply>, output: &mut Vec<u8>) {
     for reply in replies.drain(..) {
         reply.encode(output);
@@ -160,14 +181,16 @@ fn encode_replies(replies: &mut Vec<Reply>, output: &mut Vec<u8>) {
 }
 
 /// Looks up a user on the blocking pool, as the lookup may read the
-/// passwd-file. A failed lookup task counts as an unknown user.
-async fn check_user(deliverer: &Arc<Deliverer>, user: String) -> bool {
+/// passwd-file.
+async fn check_user(deliverer: &Arc<Deliverer>, user: String) -> UserStatus {
     let deliverer = deliverer.clone();
-    match tokio::task::spawn_blocking(move || deliverer.user_exists(&user)).await {
-        Ok(exists) => exists,
+    let name = user.clone();
+    match tokio::task::spawn_blocking(move || deliverer.user_exists(&name)).await {
+        Ok(true) => UserStatus::Exists,
+        Ok(false) => UserStatus::Unknown,
         Err(error) => {
-            warn!(%error, "user lookup task failed");
-            false
+            warn!(recipient = user, %error, "user lookup task failed");
+            UserStatus::LookupFailed
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct DataDecoder {
     /// Set once the message has grown past `message_bytes_max`; the rest of
     /// the transfer is then read and dropped.
     too_big: bool,
+    /// Decoded bytes so far, also those dropped, for the log.
+    size: u64,
 }
 
 /// A finished DATA transfer.
@@ -38,13 +40,14 @@ pub struct DataDecoder {
 pub enum Decoded {
     /// The message with CRLF line endings.
     Message(Vec<u8>),
-    /// The message was larger than the limit and was dropped.
-    TooBig,
+    /// The message was larger than the limit and was dropped. `size` is
+    /// its whole decoded size in bytes.
+    TooBig { size: u64 },
 }
 
 impl DataDecoder {
     pub fn new(message_bytes_max: usize) -> Self {
-        DataDecoder { state: LineState::Start, message: Vec::new(), message_bytes_max, too_big: false }
+        DataDecoder { state: LineState::Start, message: Vec::new(), message_bytes_max, too_big: false, size: 0 }
     }
 
     /// Decodes bytes of the transfer. Returns how many bytes of `input` were
@@ -117,10 +120,11 @@ impl DataDecoder {
 
     /// Returns the message once `decode` has reported the end of data.
     pub fn finish(self) -> Decoded {
-        if self.too_big { Decoded::TooBig } else { Decoded::Message(self.message) }
+        if self.too_big { Decoded::TooBig { size: self.size } } else { Decoded::Message(self.message) }
     }
 
     fn push(&mut self, bytes: &[u8]) {
+        self.size += bytes.len() as u64;
         if self.too_big {
             return;
         }
@@ -206,11 +210,12 @@ mod tests {
 
     #[test]
     fn message_past_limit_is_dropped_to_the_end() {
-        // A bare LF counts as CRLF: "123456789\n" decodes to eleven bytes.
+        // A bare LF counts as CRLF: "123456789\n" decodes to eleven bytes,
+        // and "NOOP\r\n" is not part of the message.
         for input in [&b"123456789\r\n.\r\nNOOP\r\n"[..], b"123456789\n.\nNOOP\r\n"] {
             for split in 0..=input.len() {
                 let (decoded, rest) = decode_split(input, split, 10).unwrap();
-                assert_eq!(decoded, Decoded::TooBig, "input {input:?} split at {split}");
+                assert_eq!(decoded, Decoded::TooBig { size: 11 }, "input {input:?} split at {split}");
                 assert_eq!(rest, b"NOOP\r\n");
             }
         }

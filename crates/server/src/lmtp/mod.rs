@@ -36,9 +36,6 @@ pub async fn serve(listener: TcpListener, deliverer: Arc<Deliverer>, config: Arc
     let connection_config = Arc::new(connection_config(&config));
     let mut sessions = JoinSet::new();
     let mut backoff = Duration::from_millis(10);
-    if let Ok(address) = listener.local_addr() {
-        info!(%address, "accepting LMTP connections");
-    }
 
     while !*shutdown.borrow() {
         tokio::select! {

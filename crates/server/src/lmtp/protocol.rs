@@ -80,8 +80,20 @@ pub enum Event {
     /// Deliver the message to each recipient, then pass one outcome per
     /// recipient, in the same order, to [`Session::delivered`].
     Deliver(Delivery),
+    /// A message past the size limit was dropped and its rejections are
+    /// among the replies. Only for the log.
+    Rejected { recipients: Vec<Recipient>, size: u64 },
     /// Send the replies so far and close the connection.
     Close,
+}
+
+/// The result of a user lookup for RCPT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserStatus {
+    Exists,
+    Unknown,
+    /// The lookup failed; the sender should retry later.
+    LookupFailed,
 }
 
 /// A received message and the recipients accepted for it.
@@ -205,7 +217,7 @@ impl Session {
 
     /// Takes the result of the lookup asked for by [`Event::CheckUser`] and
     /// pushes the RCPT reply.
-    pub fn user_checked(&mut self, exists: bool, replies: &mut Vec<Reply>) {
+    pub fn user_checked(&mut self, status: UserStatus, replies: &mut Vec<Reply>) {
         let Phase::Mail(Transaction { recipients, pending }) = &mut self.phase else {
             debug_assert!(false, "user lookup result given outside RCPT");
             return;
@@ -214,12 +226,14 @@ impl Session {
             debug_assert!(false, "user lookup result given without a pending RCPT");
             return;
         };
-        if !exists {
-            replies.push(Reply::new(550, "5.1.1", format!("<{address}> User unknown")));
-            return;
+        match status {
+            UserStatus::Exists => {
+                replies.push(Reply::new(250, "2.1.5", format!("<{address}> Recipient OK")));
+                recipients.push(Recipient { user: address.local_part.clone(), address });
+            }
+            UserStatus::Unknown => replies.push(outcome_reply(&address, Outcome::UnknownUser)),
+            UserStatus::LookupFailed => replies.push(outcome_reply(&address, Outcome::TemporaryFailure)),
         }
-        replies.push(Reply::new(250, "2.1.5", format!("<{address}> Recipient OK")));
-        recipients.push(Recipient { user: address.local_part.clone(), address });
     }
 
     fn receive_line(&mut self, input: &[u8], replies: &mut Vec<Reply>) -> Step {
@@ -342,11 +356,11 @@ impl Session {
                 self.phase = Phase::Delivering(transaction.recipients.clone());
                 Some(Event::Deliver(Delivery { recipients: transaction.recipients, message }))
             }
-            Decoded::TooBig => {
+            Decoded::TooBig { size } => {
                 for recipient in &transaction.recipients {
                     replies.push(outcome_reply(&recipient.address, Outcome::TooBig));
                 }
-                None
+                Some(Event::Rejected { recipients: transaction.recipients, size })
             }
         }
     }

@@ -10,8 +10,12 @@ fn config() -> SessionConfig {
     }
 }
 
-fn user_exists(name: &str) -> bool {
-    matches!(name, "alice" | "bob")
+fn user_status(name: &str) -> UserStatus {
+    match name {
+        "alice" | "bob" => UserStatus::Exists,
+        "broken" => UserStatus::LookupFailed,
+        _ => UserStatus::Unknown,
+    }
 }
 
 /// What a run of a session produced.
@@ -21,6 +25,8 @@ struct Transcript {
     output: String,
     /// Every message handed over for delivery.
     messages: Vec<Vec<u8>>,
+    /// The size of every message rejected as too big.
+    rejected_sizes: Vec<u64>,
     closed: bool,
 }
 
@@ -38,7 +44,8 @@ fn run_with(config: SessionConfig, chunks: &[&[u8]], outcome: Outcome) -> Transc
             let step = session.receive(&pending, &mut replies);
             pending.drain(..step.consumed);
             match step.event {
-                Some(Event::CheckUser(user)) => session.user_checked(user_exists(&user), &mut replies),
+                Some(Event::CheckUser(user)) => session.user_checked(user_status(&user), &mut replies),
+                Some(Event::Rejected { size, .. }) => transcript.rejected_sizes.push(size),
                 Some(Event::Deliver(delivery)) => {
                     let outcomes = vec![outcome; delivery.recipients.len()];
                     transcript.messages.push(delivery.message);
@@ -122,6 +129,7 @@ fn replies_per_command() {
         ("MAIL FROM:<>\r\nRCPT TO:<carol@example.org>\r\n", "250 2.1.0 Sender OK\r\n550 5.1.1 <carol@example.org> User unknown\r\n"),
         ("MAIL FROM:<>\r\nRCPT TO:<alice@other.example>\r\n", "250 2.1.0 Sender OK\r\n550 5.1.2 <alice@other.example> Domain is not local\r\n"),
         ("MAIL FROM:<>\r\nRCPT TO:<alice@EXAMPLE.ORG>\r\n", "250 2.1.0 Sender OK\r\n250 2.1.5 <alice@example.org> Recipient OK\r\n"),
+        ("MAIL FROM:<>\r\nRCPT TO:<broken>\r\n", "250 2.1.0 Sender OK\r\n451 4.3.0 <broken> Temporary failure, try again later\r\n"),
         ("MAIL FROM:<>\r\nRCPT TO:<>\r\n", "250 2.1.0 Sender OK\r\n501 5.5.4 Recipient address is empty\r\n"),
         ("MAIL FROM:<>\r\nRSET\r\nRCPT TO:<alice>\r\n", "250 2.1.0 Sender OK\r\n250 2.0.0 OK\r\n503 5.5.1 Send MAIL first\r\n"),
         ("NOOP\r\nVRFY alice\r\n", "250 2.0.0 OK\r\n252 2.5.0 Cannot verify users, send RCPT instead\r\n"),
@@ -195,6 +203,7 @@ fn message_past_size_limit_is_rejected_per_recipient() {
                     250 2.0.0 OK\r\n";
     assert!(transcript.output.ends_with(expected), "{}", transcript.output);
     assert!(transcript.messages.is_empty());
+    assert_eq!(transcript.rejected_sizes, [21]);
 }
 
 #[test]
@@ -239,7 +248,7 @@ fn data_state_is_reported() {
         assert!(!session.is_in_data());
         let step = session.receive(&input[offset..], &mut replies);
         if let Some(Event::CheckUser(user)) = step.event {
-            session.user_checked(user_exists(&user), &mut replies);
+            session.user_checked(user_status(&user), &mut replies);
         }
         offset += step.consumed;
     }
@@ -279,7 +288,7 @@ fn input_waits_for_user_lookup() {
     let waiting = session.receive(b"NOOP\r\n", &mut replies);
     assert_eq!(waiting, Step { consumed: 0, event: None }, "input is read before the lookup result");
 
-    session.user_checked(true, &mut replies);
+    session.user_checked(UserStatus::Exists, &mut replies);
     let step = session.receive(b"NOOP\r\n", &mut replies);
     assert_eq!(step.consumed, 6);
     let last_two: Vec<u16> = replies[replies.len() - 2..].iter().map(|reply| reply.code).collect();
