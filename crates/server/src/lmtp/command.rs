@@ -3,7 +3,8 @@
 //! BODY (RFC 6152) parameters of MAIL.
 //!
 //! This module turns one command line, without its line ending, into a
-//! [`Command`]. It knows nothing of session state, sockets, users or limits.
+//! [`Command`]. It does not depend on session state, sockets, users or
+//! limits.
 
 /// One parsed command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,12 +60,13 @@ pub enum Body {
     EightBitMime,
 }
 
-/// Why a command line could not be parsed.
+/// A reason a command line could not be parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandError {
     /// The verb is not an LMTP command.
     Unknown,
-    /// The verb is known but its arguments are invalid; the text says how.
+    /// The verb is known but its arguments are invalid. The text describes
+    /// the problem.
     Syntax(&'static str),
     /// A MAIL or RCPT parameter that the server does not support.
     UnsupportedParameter(String),
@@ -86,7 +88,8 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
         b"DATA" => without_argument(argument, Command::Data),
         b"RSET" => without_argument(argument, Command::Rset),
         b"QUIT" => without_argument(argument, Command::Quit),
-        // RFC 5321 section 4.1.1.9 allows an argument to NOOP and says to ignore it.
+        // RFC 5321 section 4.1.1.9 allows an argument to NOOP, which servers
+        // should ignore.
         b"NOOP" => Ok(Command::Noop),
         b"HELP" => Ok(Command::Help),
         b"VRFY" if trim_spaces(argument).is_empty() => Err(CommandError::Syntax("VRFY requires an address")),
@@ -213,8 +216,9 @@ fn split_path(rest: &[u8]) -> Result<(&[u8], &[u8]), CommandError> {
     Err(CommandError::Syntax("Address must be enclosed in <>"))
 }
 
-/// Parses the inside of a non-empty path: an optional source route, which
-/// RFC 5321 section 4.1.1.3 says to accept and ignore, then a mailbox.
+/// Parses the inside of a non-empty path: an optional source route, then a
+/// mailbox. RFC 5321 section 4.1.1.3 requires servers to accept source
+/// routes and lets them ignore the routes, as this parser does.
 fn parse_path(path: &[u8]) -> Result<Address, CommandError> {
     let mailbox = if path.first() == Some(&b'@') {
         let colon = path.iter().position(|&b| b == b':').ok_or(CommandError::Syntax("Invalid source route"))?;
@@ -288,7 +292,7 @@ fn parse_domain(domain: &[u8]) -> Result<String, CommandError> {
     Ok(domain.to_ascii_lowercase())
 }
 
-/// Whether `byte` may appear in an RFC 5322 atom. Bytes of 0x80 and above
+/// Returns whether `byte` may appear in an RFC 5322 atom. Bytes of 0x80 and above
 /// are accepted as UTF-8 (RFC 6531 local parts).
 fn is_atext(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&byte) || byte >= 0x80

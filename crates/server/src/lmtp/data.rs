@@ -3,9 +3,9 @@
 //! size while the bytes arrive.
 //!
 //! It works on whatever chunks the connection reads, so a line may be split
-//! anywhere. It knows nothing of sockets, recipients or the store.
+//! anywhere. It does not depend on sockets, recipients or the store.
 
-/// Where the decoder stands within the current line.
+/// The decoder's position within the current line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum LineState {
     /// At the first byte of a line.
@@ -51,8 +51,8 @@ impl DataDecoder {
     }
 
     /// Decodes bytes of the transfer. Returns how many bytes of `input` were
-    /// used and whether the end-of-data line was among them; bytes after that
-    /// line are the next commands and are left unused.
+    /// used and whether the end-of-data line was among them. Bytes after that
+    /// line are the next commands, so they are left unused.
     pub fn decode(&mut self, input: &[u8]) -> (usize, bool) {
         let mut index = 0;
         while index < input.len() {
@@ -136,7 +136,7 @@ impl DataDecoder {
         }
 
         // Grow by doubling as Vec does, but never past the limit, so a
-        // message at the limit holds at most the limit in memory.
+        // message at the limit takes at most the limit in memory.
         if needed > self.message.capacity() {
             let target = needed.max(self.message.capacity() * 2).min(self.message_bytes_max);
             self.message.reserve_exact(target - self.message.len());
@@ -149,7 +149,7 @@ impl DataDecoder {
 mod tests {
     use super::*;
 
-    /// Decodes `input` split into two chunks at `split`; returns the result
+    /// Decodes `input` split into two chunks at `split`. Returns the result
     /// and the bytes left after the end-of-data line, or `None` if the end
     /// was not found.
     fn decode_split(input: &[u8], split: usize, limit: usize) -> Option<(Decoded, Vec<u8>)> {

@@ -35,7 +35,7 @@ pub struct SessionConfig {
 pub struct Reply {
     pub code: u16,
     /// Enhanced status code such as `2.1.5`. The greeting and the LHLO reply
-    /// have none (RFC 2034 section 3).
+    /// have none (RFC 2034).
     pub status: Option<&'static str>,
     pub lines: Vec<Cow<'static, str>>,
 }
@@ -171,7 +171,7 @@ impl Session {
         Session { config, phase: Phase::Greeted, discarding_line: false }
     }
 
-    /// The first reply of the connection.
+    /// Builds the first reply of the connection.
     pub fn greeting(&self) -> Reply {
         Reply { code: 220, status: None, lines: vec![format!("{} LMTP Roost ready", self.config.hostname).into()] }
     }
@@ -185,7 +185,7 @@ impl Session {
     /// Handles at most one command line, or DATA bytes up to the end of the
     /// transfer, from the start of `input`, pushing replies onto `replies`.
     ///
-    /// `consumed == 0` with no event means `input` holds no complete line
+    /// `consumed == 0` with no event means `input` contains no complete line
     /// and the caller must read more. After that, the unused input is shorter
     /// than `line_bytes_max + 2` bytes, which bounds the caller's buffer.
     pub fn receive(&mut self, input: &[u8], replies: &mut Vec<Reply>) -> Step {
@@ -239,7 +239,7 @@ impl Session {
     fn receive_line(&mut self, input: &[u8], replies: &mut Vec<Reply>) -> Step {
         let Some(newline) = input.iter().position(|&b| b == b'\n') else {
             // Without a line end yet, the line is certainly too long once it
-            // holds line_bytes_max bytes plus a CR and one more byte.
+            // contains line_bytes_max bytes plus a CR and one more byte.
             if self.discarding_line || input.len() >= self.config.line_bytes_max + 2 {
                 self.discarding_line = true;
                 return Step { consumed: input.len(), event: None };
