@@ -315,6 +315,19 @@ async fn shutdown_lets_data_transfer_finish() {
 }
 
 #[tokio::test]
+async fn dropped_shutdown_sender_stops_server() {
+    let server = start(|_| {}).await;
+    let mut idle = Client::connect(server.address).await;
+
+    // Nothing can flip a watch whose sender is gone, so serve treats the
+    // drop as shutdown rather than running forever.
+    drop(server.shutdown);
+    assert_eq!(idle.reply().await, "421 4.3.2 mx.test Service shutting down\r\n");
+    idle.expect_closed().await;
+    tokio::time::timeout(WAIT_MAX, server.task).await.expect("serve did not return").unwrap();
+}
+
+#[tokio::test]
 async fn python_lmtp_client() {
     let server = start(|_| {}).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lmtp_client.py");
