@@ -49,7 +49,7 @@ fn skip_to_separator(cursor: &mut Cursor<'_>) {
         match cursor.peek() {
             None | Some(b',') => return,
             Some(b'"') => {
-                cursor.quoted_string();
+                let _ = cursor.quoted_string();
             }
             Some(_) => cursor.pos += 1,
         }
@@ -169,7 +169,7 @@ fn parse_local_part(cursor: &mut Cursor<'_>) -> Vec<u8> {
     loop {
         match cursor.peek() {
             Some(b'"') => {
-                let text = cursor.quoted_string();
+                let text = cursor.quoted_string().unwrap_or_default();
                 out.push(b'"');
                 for b in text {
                     if b == b'"' || b == b'\\' {
@@ -237,7 +237,7 @@ fn parse_phrase(cursor: &mut Cursor<'_>) -> Vec<u8> {
     loop {
         cursor.skip_cfws();
         let word = match cursor.peek() {
-            Some(b'"') => cursor.quoted_string(),
+            Some(b'"') => cursor.quoted_string().unwrap_or_default(),
             Some(b) if is_atext(b) || b == b'.' => {
                 let start = cursor.pos;
                 while cursor.peek().is_some_and(|b| is_atext(b) || b == b'.') {

@@ -44,10 +44,24 @@ pub(crate) fn first<'a>(fields: &[Field<'a>], name: &str) -> Option<&'a [u8]> {
     fields.iter().find(|f| f.name.eq_ignore_ascii_case(name.as_bytes())).map(|f| f.value)
 }
 
-/// Unfolds a value: CR and LF are removed, the whitespace after them stays,
-/// and leading and trailing whitespace is trimmed.
+/// Returns the last field called `name`, compared without case. For the
+/// Content-* fields the last one wins, as in Dovecot.
+pub(crate) fn last<'a>(fields: &[Field<'a>], name: &str) -> Option<&'a [u8]> {
+    fields.iter().rev().find(|f| f.name.eq_ignore_ascii_case(name.as_bytes())).map(|f| f.value)
+}
+
+/// Unfolds a value: CR and LF are removed, a TAB that starts a continuation
+/// line becomes a space (as Dovecot 2.3 renders ENVELOPE strings), and
+/// leading and trailing whitespace is trimmed.
 pub(crate) fn unfold(value: &[u8]) -> Vec<u8> {
-    let kept: Vec<u8> = value.iter().copied().filter(|&b| b != b'\r' && b != b'\n').collect();
+    let mut kept = Vec::with_capacity(value.len());
+    for (index, &b) in value.iter().enumerate() {
+        match b {
+            b'\r' | b'\n' => {}
+            b'\t' if index > 0 && value[index - 1] == b'\n' => kept.push(b' '),
+            _ => kept.push(b),
+        }
+    }
     trim(&kept).to_vec()
 }
 
@@ -164,15 +178,16 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads a quoted string at the cursor and returns it without quotes and
-    /// escapes; an unterminated string runs to the end of the value.
-    pub fn quoted_string(&mut self) -> Vec<u8> {
+    /// escapes, or `None` when it is not terminated (the cursor is then at
+    /// the end of the value).
+    pub fn quoted_string(&mut self) -> Option<Vec<u8>> {
         debug_assert_eq!(self.peek(), Some(b'"'));
         self.pos += 1;
         let mut out = Vec::new();
         while let Some(b) = self.peek() {
             self.pos += 1;
             match b {
-                b'"' => break,
+                b'"' => return Some(out),
                 b'\\' => {
                     if let Some(next) = self.peek() {
                         self.pos += 1;
@@ -183,7 +198,7 @@ impl<'a> Cursor<'a> {
                 _ => out.push(b),
             }
         }
-        out
+        None
     }
 }
 
@@ -197,8 +212,10 @@ pub(crate) struct ContentValue {
 }
 
 /// Parses `type/subtype; key=value; ...`. With `with_subtype` false, parses
-/// a disposition (`inline; filename=x`). Returns `None` when no leading token
-/// is present.
+/// a disposition (`inline; filename=x`). Returns `None` when the value is
+/// invalid: no leading token, no subtype, or something other than `;`
+/// after it. A malformed parameter ends the list but keeps the parameters
+/// before it, as Dovecot does.
 pub(crate) fn parse_content(value: &[u8], with_subtype: bool) -> Option<ContentValue> {
     let mut cursor = Cursor::new(value);
     cursor.skip_cfws();
@@ -208,7 +225,10 @@ pub(crate) fn parse_content(value: &[u8], with_subtype: bool) -> Option<ContentV
     }
     cursor.skip_cfws();
     let mut subtype = None;
-    if with_subtype && cursor.peek() == Some(b'/') {
+    if with_subtype {
+        if cursor.peek() != Some(b'/') {
+            return None;
+        }
         cursor.pos += 1;
         cursor.skip_cfws();
         let sub = cursor.token();
@@ -217,6 +237,9 @@ pub(crate) fn parse_content(value: &[u8], with_subtype: bool) -> Option<ContentV
         }
         subtype = Some(sub.to_vec());
         cursor.skip_cfws();
+    }
+    if !(cursor.at_end() || cursor.peek() == Some(b';')) {
+        return None;
     }
     let params = merge_rfc2231(parse_params(&mut cursor));
     Some(ContentValue { value: main, subtype, params })
@@ -227,12 +250,12 @@ fn parse_params(cursor: &mut Cursor<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut params = Vec::new();
     loop {
         cursor.skip_cfws();
+        if cursor.peek() != Some(b';') {
+            break;
+        }
         while cursor.peek() == Some(b';') {
             cursor.pos += 1;
             cursor.skip_cfws();
-        }
-        if cursor.at_end() {
-            break;
         }
         let key = cursor.token().to_vec();
         if key.is_empty() {
@@ -245,15 +268,18 @@ fn parse_params(cursor: &mut Cursor<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
         cursor.pos += 1;
         cursor.skip_cfws();
         let value = if cursor.peek() == Some(b'"') {
-            cursor.quoted_string()
-        } else {
-            // A value with tspecials that is not quoted is common in real
-            // mail; take it up to the next `;` or whitespace.
-            let start = cursor.pos;
-            while cursor.peek().is_some_and(|b| b != b';' && !is_lwsp(b)) {
-                cursor.pos += 1;
+            match cursor.quoted_string() {
+                Some(value) => value,
+                // An unterminated quoted string makes the parameter invalid.
+                None => break,
             }
-            cursor.data[start..cursor.pos].to_vec()
+        } else {
+            // An unquoted value is a token, so `a(b).pdf` gives `a`.
+            let token = cursor.token();
+            if token.is_empty() {
+                break;
+            }
+            token.to_vec()
         };
         params.push((key, value));
     }

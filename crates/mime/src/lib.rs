@@ -138,16 +138,33 @@ impl Derived {
         self.sent_date
     }
 
-    /// Number of parts a client can address with a part number, the root
-    /// included; useful for bounding per-part work.
-    pub fn part_count(&self) -> usize {
-        fn count(part: &tree::Part) -> usize {
-            1 + match &part.kind {
-                tree::Kind::Leaf => 0,
-                tree::Kind::Multipart(children) => children.iter().map(count).sum(),
-                tree::Kind::Message(inner) => count(inner),
+    /// Lists every part number a client can name in `BODY[n]`, in
+    /// depth-first order; the top-level message itself is not included.
+    pub fn part_numbers(&self) -> Vec<Vec<u32>> {
+        // Mirrors `tree::Part::find`: a message/rfc822 part's numbers are
+        // those of its message, and a single part has only number 1.
+        fn walk(part: &tree::Part, path: &mut Vec<u32>, out: &mut Vec<Vec<u32>>) {
+            let is_message = matches!(part.kind, tree::Kind::Message(_)) && !path.is_empty();
+            let content = match &part.kind {
+                tree::Kind::Message(inner) if is_message => &**inner,
+                _ => part,
+            };
+            if let tree::Kind::Multipart(children) = &content.kind {
+                for (index, child) in children.iter().enumerate() {
+                    path.push(index as u32 + 1);
+                    out.push(path.clone());
+                    walk(child, path, out);
+                    path.pop();
+                }
+            } else if path.is_empty() || is_message {
+                path.push(1);
+                out.push(path.clone());
+                walk(content, path, out);
+                path.pop();
             }
         }
-        count(&self.root)
+        let mut out = Vec::new();
+        walk(&self.root, &mut Vec::new(), &mut out);
+        out
     }
 }

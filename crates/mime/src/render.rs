@@ -69,8 +69,14 @@ pub(crate) fn envelope(block: &[u8]) -> String {
     out
 }
 
+/// Parses every field called `name` into one list, because Dovecot joins
+/// repeated address fields (two Cc: lines) into one ENVELOPE list.
 fn addresses(fields: &[Field<'_>], name: &str) -> Vec<Address> {
-    header::first(fields, name).map(parse_list).unwrap_or_default()
+    fields
+        .iter()
+        .filter(|field| field.name.eq_ignore_ascii_case(name.as_bytes()))
+        .flat_map(|field| parse_list(field.value))
+        .collect()
 }
 
 fn write_addresses(out: &mut String, list: &[Address]) {
@@ -104,6 +110,8 @@ pub(crate) fn body_structure(raw: &[u8], part: &Part, extended: bool) -> String 
 /// The Content-* fields of one part, parsed.
 struct PartHeader {
     content_type: Option<header::ContentValue>,
+    /// True when a Content-Type field exists, even one that is invalid.
+    has_content_type: bool,
     disposition: Option<header::ContentValue>,
     id: Option<Vec<u8>>,
     description: Option<Vec<u8>>,
@@ -115,16 +123,19 @@ struct PartHeader {
 impl PartHeader {
     fn parse(block: &[u8]) -> PartHeader {
         let fields = header::fields(block);
-        let unfolded = |name: &str| header::first(&fields, name).map(header::unfold);
-        let encoding = header::first(&fields, "content-transfer-encoding").and_then(|value| {
+        let unfolded = |name: &str| header::last(&fields, name).map(header::unfold);
+        let encoding = header::last(&fields, "content-transfer-encoding").and_then(|value| {
             let mut cursor = header::Cursor::new(value);
             cursor.skip_cfws();
             let token = cursor.token();
             (!token.is_empty()).then(|| token.to_vec())
         });
         PartHeader {
+            // The first Content-Type counts but the last of the other
+            // fields, which is how Dovecot 2.3 reads repeated fields.
             content_type: header::first(&fields, "content-type").and_then(|v| parse_content(v, true)),
-            disposition: header::first(&fields, "content-disposition")
+            has_content_type: header::first(&fields, "content-type").is_some(),
+            disposition: header::last(&fields, "content-disposition")
                 .and_then(|v| parse_content(v, false)),
             id: unfolded("content-id"),
             description: unfolded("content-description"),
@@ -168,28 +179,23 @@ fn write_part(out: &mut String, raw: &[u8], part: &Part, extended: bool) {
 }
 
 fn write_single(out: &mut String, raw: &[u8], part: &Part, header: &PartHeader, extended: bool) {
-    let (media_type, subtype, params): (&[u8], &[u8], &[(Vec<u8>, Vec<u8>)]) =
-        match &header.content_type {
-            Some(ct) => {
-                let default_subtype: &[u8] =
-                    if ct.value.eq_ignore_ascii_case(b"text") { b"plain" } else { b"" };
-                let subtype = ct.subtype.as_deref().unwrap_or(default_subtype);
-                (&ct.value, subtype, &ct.params)
-            }
-            None => match &part.kind {
-                Kind::Message(_) => (b"message", b"rfc822", &[]),
-                _ => (b"text", b"plain", &[]),
-            },
-        };
+    let no_params: &[(Vec<u8>, Vec<u8>)] = &[];
+    let params = header.content_type.as_ref().map_or(no_params, |ct| &ct.params[..]);
+    let (media_type, subtype): (&[u8], &[u8]) = match (&part.kind, &header.content_type) {
+        // Dovecot spells the type of a parsed message/rfc822 part in lower
+        // case whatever the header says.
+        (Kind::Message(_), _) => (b"message", b"rfc822"),
+        (_, Some(ct)) => (&ct.value, ct.subtype.as_deref().unwrap_or_default()),
+        // An invalid Content-Type gives empty strings, as in Dovecot 2.3,
+        // rather than the text/plain default of a missing one.
+        (_, None) if header.has_content_type => (b"", b""),
+        (_, None) => (b"text", b"plain"),
+    };
     let is_text = media_type.eq_ignore_ascii_case(b"text");
     out.push('(');
     write_string(out, media_type);
     out.push(' ');
-    if subtype.is_empty() {
-        out.push_str("NIL");
-    } else {
-        write_string(out, subtype);
-    }
+    write_string(out, subtype);
     out.push(' ');
     let default_charset: Option<&[u8]> = is_text.then_some(b"us-ascii");
     write_params(out, params, default_charset);

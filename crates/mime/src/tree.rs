@@ -1,8 +1,6 @@
 //! The part tree: byte offsets of each part's header and body in the raw
-//! message, built from mail-parser's parse. It owns the tree's byte form in
+//! message, found by scanning for boundary lines. It owns the tree's byte form in
 //! the store and the lookup of an IMAP part number.
-
-use mail_parser::{Message, MessageParser, PartType};
 
 use crate::DecodeError;
 
@@ -40,12 +38,14 @@ impl Part {
     }
 
     /// Finds the part an IMAP part number names (RFC 3501 section 6.4.5).
-    /// Each number steps into a message/rfc822 part's message first; a
-    /// part that is not multipart has only part 1, itself.
+    /// Each number after the first steps into a message/rfc822 part's
+    /// message; a part that is not multipart has only part 1, itself.
     pub fn find(&self, numbers: &[u32]) -> Option<&Part> {
         let mut current = self;
-        for &number in numbers {
-            if let Kind::Message(inner) = &current.kind {
+        for (index, &number) in numbers.iter().enumerate() {
+            // At the top, part 1 of a message whose own type is
+            // message/rfc822 is its body, as for any single-part message.
+            if let (Kind::Message(inner), true) = (&current.kind, index > 0) {
                 current = inner;
             }
             current = match &current.kind {
@@ -65,89 +65,214 @@ fn slice(raw: &[u8], start: u32, end: u32) -> &[u8] {
 }
 
 /// Builds the tree of `raw`. Parts deeper than `depth_max` become leaves.
+///
+/// The boundary rules are Dovecot 2.3's, because clients compare part
+/// numbers and sizes with it: a boundary line is `--` plus the boundary
+/// at the start of a line, with anything after it; the line end before a
+/// boundary line belongs to the boundary; a boundary of any enclosing
+/// multipart also ends the current part; a multipart whose boundary never
+/// appears has no parts.
 pub(crate) fn build(raw: &[u8], depth_max: usize) -> Part {
-    let whole = whole_message(raw);
-    let parsed = std::panic::catch_unwind(|| MessageParser::new().parse(raw));
-    let Ok(Some(message)) = parsed else {
-        return whole;
-    };
-    let mut root = map_part(raw, &message, 0, 0, depth_max).unwrap_or(whole);
-    // The root spans the whole message even when the parser stopped early.
-    root.header_start = 0;
-    if (root.body_end as usize) < raw.len() && !matches!(root.kind, Kind::Multipart(_)) {
-        root.body_end = raw.len() as u32;
-        root.lines = count_lines(root.body_bytes(raw));
-    }
-    if let Kind::Multipart(_) = root.kind {
-        root.body_end = raw.len() as u32;
-        root.lines = count_lines(root.body_bytes(raw));
-    }
+    let parser = Parser { raw, depth_max };
+    let (root, _) = parser.entity(0, &[], 0, false);
     root
 }
 
-/// A message that could not be parsed: header up to the first empty line,
-/// the rest is a text body.
-fn whole_message(raw: &[u8]) -> Part {
-    let body_start = header_end(raw);
-    let mut part = Part {
-        header_start: 0,
-        body_start: body_start as u32,
-        body_end: raw.len() as u32,
-        lines: 0,
-        kind: Kind::Leaf,
-    };
-    part.lines = count_lines(part.body_bytes(raw));
-    part
+struct Parser<'a> {
+    raw: &'a [u8],
+    depth_max: usize,
 }
 
-/// Returns the offset just after the empty line that ends the header, or
-/// the length when there is none.
-pub(crate) fn header_end(raw: &[u8]) -> usize {
-    let mut pos = 0;
-    while pos < raw.len() {
-        let line_end = raw[pos..].iter().position(|&b| b == b'\n').map_or(raw.len(), |i| pos + i + 1);
-        let line = &raw[pos..line_end];
-        if line == b"\n" || line == b"\r\n" {
-            return line_end;
+/// A boundary line found while scanning.
+#[derive(Clone, Copy)]
+struct BoundaryLine {
+    /// Offset of the first `-`.
+    line_start: usize,
+    /// Offset just after the line's LF.
+    next_line: usize,
+    /// Index into the list of open boundaries, innermost last.
+    level: usize,
+    is_close: bool,
+}
+
+impl Parser<'_> {
+    /// Parses the header and body starting at `start`. Returns the part and
+    /// the boundary line that ended it, `None` when the message ended.
+    fn entity(&self, start: usize, open: &[&[u8]], depth: usize, in_digest: bool) -> (Part, Option<BoundaryLine>) {
+        let (body_start, header_cut) = self.header_end(start, open);
+        let header = &self.raw[start..body_start];
+        let fields = crate::header::fields(header);
+        let content_type = crate::header::first(&fields, "content-type")
+            .and_then(|value| crate::header::parse_content(value, true));
+        let mut part = Part {
+            header_start: start as u32,
+            body_start: body_start as u32,
+            body_end: body_start as u32,
+            lines: 0,
+            kind: Kind::Leaf,
+        };
+        if let Some(found) = header_cut {
+            let end = self.content_end(start, Some(found)) as u32;
+            part.body_start = end;
+            part.body_end = end;
+            return (part, Some(found));
         }
-        pos = line_end;
+
+        let (is_multipart, is_message, is_digest, boundary) = match &content_type {
+            Some(ct) => {
+                let subtype = ct.subtype.as_deref().unwrap_or_default();
+                let boundary = ct
+                    .params
+                    .iter()
+                    .find(|(key, _)| key.eq_ignore_ascii_case(b"boundary"))
+                    .map(|(_, value)| value.as_slice())
+                    .filter(|value| !value.is_empty());
+                (
+                    ct.value.eq_ignore_ascii_case(b"multipart"),
+                    ct.value.eq_ignore_ascii_case(b"message") && subtype.eq_ignore_ascii_case(b"rfc822"),
+                    subtype.eq_ignore_ascii_case(b"digest"),
+                    boundary,
+                )
+            }
+            None => (false, in_digest, false, None),
+        };
+
+        let mut close_end = None;
+        let ended = if depth >= self.depth_max {
+            self.find_boundary(body_start, open)
+        } else if is_multipart {
+            // Without a boundary no part can start, so the multipart is
+            // empty and its body runs to the enclosing boundary.
+            let (children, ended) = match boundary {
+                Some(boundary) => {
+                    let (children, ended, close) = self.multipart(body_start, open, boundary, depth, is_digest);
+                    close_end = close;
+                    (children, ended)
+                }
+                None => (Vec::new(), self.find_boundary(body_start, open)),
+            };
+            part.kind = Kind::Multipart(children);
+            ended
+        } else if is_message {
+            let (inner, ended) = self.entity(body_start, open, depth + 1, false);
+            part.kind = Kind::Message(Box::new(inner));
+            ended
+        } else {
+            self.find_boundary(body_start, open)
+        };
+        // The line end before a boundary line belongs to the boundary, even
+        // when it is the empty line that ends the header. A multipart keeps
+        // the line end of its own close-delimiter line.
+        let end = self.content_end(start, ended).max(close_end.unwrap_or(0));
+        part.body_start = part.body_start.min(end as u32);
+        part.body_end = end.max(part.body_start as usize) as u32;
+        part.lines = count_lines(part.body_bytes(self.raw));
+        (part, ended)
     }
-    raw.len()
+
+    /// Parses the parts of a multipart body and its epilogue. Returns the
+    /// parts, the enclosing boundary line that ended the epilogue, and the
+    /// end of the close-delimiter line when there was one.
+    fn multipart(
+        &self,
+        body_start: usize,
+        open: &[&[u8]],
+        boundary: &[u8],
+        depth: usize,
+        is_digest: bool,
+    ) -> (Vec<Part>, Option<BoundaryLine>, Option<usize>) {
+        let mut inner_open = open.to_vec();
+        inner_open.push(boundary);
+        let own_level = open.len();
+        let mut children = Vec::new();
+        let mut found = self.find_boundary(body_start, &inner_open);
+        loop {
+            let Some(line) = found else { return (children, None, None) };
+            if line.level != own_level {
+                return (children, Some(line), None);
+            }
+            if line.is_close {
+                // The epilogue runs to the next enclosing boundary.
+                let ended = self.find_boundary(line.next_line, open);
+                return (children, ended, Some(line.next_line));
+            }
+            let (child, ended) = self.entity(line.next_line, &inner_open, depth + 1, is_digest);
+            children.push(child);
+            found = ended;
+        }
+    }
+
+    /// Finds the end of the header starting at `start`: just after the
+    /// empty line, or at a boundary line that cuts the header short.
+    fn header_end(&self, start: usize, open: &[&[u8]]) -> (usize, Option<BoundaryLine>) {
+        let raw = self.raw;
+        let mut pos = start;
+        while pos < raw.len() {
+            if let Some(found) = self.boundary_at(pos, open) {
+                return (pos, Some(found));
+            }
+            let next = line_after(raw, pos);
+            let line = &raw[pos..next];
+            if line == b"\n" || line == b"\r\n" {
+                return (next, None);
+            }
+            pos = next;
+        }
+        (raw.len(), None)
+    }
+
+    /// Returns the first boundary line at or after `pos`, which is at the
+    /// start of a line.
+    fn find_boundary(&self, mut pos: usize, open: &[&[u8]]) -> Option<BoundaryLine> {
+        if open.is_empty() {
+            return None;
+        }
+        while pos < self.raw.len() {
+            if let Some(found) = self.boundary_at(pos, open) {
+                return Some(found);
+            }
+            pos = line_after(self.raw, pos);
+        }
+        None
+    }
+
+    /// Checks whether the line at `pos` is a boundary line of any open
+    /// multipart. When one boundary is a prefix of another, the longer
+    /// match wins.
+    fn boundary_at(&self, pos: usize, open: &[&[u8]]) -> Option<BoundaryLine> {
+        let rest = self.raw[pos..].strip_prefix(b"--")?;
+        let (level, boundary) = open
+            .iter()
+            .enumerate()
+            .filter(|(_, boundary)| rest.starts_with(boundary))
+            .max_by_key(|(level, boundary)| (boundary.len(), *level))?;
+        let is_close = rest[boundary.len()..].starts_with(b"--");
+        Some(BoundaryLine { line_start: pos, next_line: line_after(self.raw, pos), level, is_close })
+    }
+
+    /// Returns where content that started at `body_start` ends: before the
+    /// line end that precedes the boundary line, or at the end of the
+    /// message.
+    fn content_end(&self, body_start: usize, ended: Option<BoundaryLine>) -> usize {
+        let Some(line) = ended else { return self.raw.len() };
+        let mut end = line.line_start;
+        if end > body_start && self.raw[end - 1] == b'\n' {
+            end -= 1;
+            if end > body_start && self.raw[end - 1] == b'\r' {
+                end -= 1;
+            }
+        }
+        end.max(body_start)
+    }
+}
+
+/// Returns the offset after the LF that ends the line at `pos`.
+fn line_after(raw: &[u8], pos: usize) -> usize {
+    raw[pos..].iter().position(|&b| b == b'\n').map_or(raw.len(), |i| pos + i + 1)
 }
 
 fn count_lines(bytes: &[u8]) -> u32 {
     bytes.iter().filter(|&&b| b == b'\n').count() as u32
-}
-
-fn map_part(raw: &[u8], message: &Message<'_>, id: usize, depth: usize, depth_max: usize) -> Option<Part> {
-    let source = message.parts.get(id)?;
-    let header_start = source.offset_header.min(raw.len() as u32);
-    let body_start = source.offset_body.clamp(header_start, raw.len() as u32);
-    let body_end = source.offset_end.clamp(body_start, raw.len() as u32);
-    let mut part = Part { header_start, body_start, body_end, lines: 0, kind: Kind::Leaf };
-    part.lines = count_lines(part.body_bytes(raw));
-    if depth >= depth_max {
-        return Some(part);
-    }
-    match &source.body {
-        PartType::Multipart(ids) => {
-            let children = ids
-                .iter()
-                .filter_map(|&child| map_part(raw, message, child as usize, depth + 1, depth_max))
-                .collect();
-            part.kind = Kind::Multipart(children);
-        }
-        // A message/rfc822 part under a transfer encoding was decoded and
-        // parsed apart from `raw`, so its offsets do not index `raw`; it
-        // stays a leaf, as Dovecot does not look inside it either.
-        PartType::Message(inner) if source.encoding == mail_parser::Encoding::None => {
-            if let Some(inner_part) = map_part(raw, inner, 0, depth + 1, depth_max) {
-                part.kind = Kind::Message(Box::new(inner_part));
-            }
-        }
-        _ => {}
-    }
-    Some(part)
 }
 
 /// Appends the tree in pre-order: four u32 offsets/counts, a kind byte,

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::client::{Client, ClientLimits};
@@ -48,17 +48,24 @@ impl Dovecot {
         let address = SocketAddr::from(([127, 0, 0, 1], port));
         let config = write_config(dir.path(), port)?;
 
-        let output = Command::new(binary)
+        // The daemon keeps its inherited descriptors open, so its output
+        // goes to a file: reading a pipe would wait for the daemon to exit.
+        let stderr_path = dir.path().join("start.stderr");
+        let stderr = std::fs::File::create(&stderr_path)
+            .map_err(|e| format!("failed to create {}: {e}", stderr_path.display()))?;
+        let status = Command::new(binary)
             .arg("-c")
             .arg(&config)
-            .output()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .status()
             .map_err(|e| format!("failed to run {binary}: {e}"))?;
         let mut dovecot = Dovecot { dir, config, address, master_pid: None };
-        if !output.status.success() {
+        if !status.success() {
             return Err(format!(
-                "dovecot failed to start ({}): {}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr),
+                "dovecot failed to start ({status}): {}{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default(),
                 dovecot.log()
             ));
         }
@@ -105,7 +112,14 @@ impl Dovecot {
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
-        let _ = Command::new("doveadm").arg("-c").arg(&self.config).arg("stop").output();
+        let _ = Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.config)
+            .arg("stop")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let Some(pid) = self.master_pid else { return };
         let started = Instant::now();
         while Path::new(&format!("/proc/{pid}")).exists() && started.elapsed() < STOP_TIMEOUT {

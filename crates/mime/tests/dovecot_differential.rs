@@ -1,0 +1,216 @@
+//! Differential test against Dovecot 2.3: every corpus message, with CRLF
+//! line ends, is appended to a throwaway Dovecot, and its ENVELOPE, BODY,
+//! BODYSTRUCTURE, RFC822.SIZE and each part's BODY[n] and BODY[n.MIME] are
+//! compared with what roost-mime derives from the same bytes.
+//!
+//! Values are compared after parsing, so a quoted string and a literal with
+//! the same content are equal. Accepted differences are listed in
+//! `ACCEPTED` with the reason; any other difference fails the test.
+
+use roost_mime::{Derived, Limits, Section, SectionText, derive, section};
+use roost_testkit::client::Client;
+use roost_testkit::corpus::{self, CorpusMessage};
+use roost_testkit::dovecot::Dovecot;
+
+/// A difference from Dovecot that is kept on purpose: (corpus message,
+/// FETCH item, reason).
+const ACCEPTED: &[(&str, &str, &str)] = &[];
+
+/// Parts compared per message; the corpus stays far below this.
+const PARTS_PER_MESSAGE_MAX: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Value {
+    Nil,
+    Atom(Vec<u8>),
+    Str(Vec<u8>),
+    List(Vec<Value>),
+}
+
+/// Parses one IMAP value at `pos`; returns it and the position after it.
+fn parse_value(input: &[u8], mut pos: usize) -> Option<(Value, usize)> {
+    while input.get(pos) == Some(&b' ') {
+        pos += 1;
+    }
+    match *input.get(pos)? {
+        b'(' => {
+            let mut items = Vec::new();
+            pos += 1;
+            loop {
+                while input.get(pos) == Some(&b' ') {
+                    pos += 1;
+                }
+                if *input.get(pos)? == b')' {
+                    return Some((Value::List(items), pos + 1));
+                }
+                let (item, next) = parse_value(input, pos)?;
+                items.push(item);
+                pos = next;
+            }
+        }
+        b'"' => {
+            let mut text = Vec::new();
+            pos += 1;
+            loop {
+                match *input.get(pos)? {
+                    b'"' => return Some((Value::Str(text), pos + 1)),
+                    b'\\' => {
+                        text.push(*input.get(pos + 1)?);
+                        pos += 2;
+                    }
+                    b => {
+                        text.push(b);
+                        pos += 1;
+                    }
+                }
+            }
+        }
+        b'{' => {
+            let close = pos + input[pos..].iter().position(|&b| b == b'}')?;
+            let len: usize = std::str::from_utf8(&input[pos + 1..close]).ok()?.parse().ok()?;
+            let start = close + 3;
+            let text = input.get(start..start + len)?.to_vec();
+            Some((Value::Str(text), start + len))
+        }
+        _ => {
+            let start = pos;
+            let mut depth = 0;
+            while let Some(&b) = input.get(pos) {
+                match b {
+                    b'[' => depth += 1,
+                    b']' => depth -= 1,
+                    b' ' | b')' | b'(' if depth == 0 => break,
+                    _ => {}
+                }
+                pos += 1;
+            }
+            let atom = input[start..pos].to_vec();
+            if atom.eq_ignore_ascii_case(b"NIL") {
+                Some((Value::Nil, pos))
+            } else {
+                Some((Value::Atom(atom), pos))
+            }
+        }
+    }
+}
+
+/// Splits `* n FETCH (KEY value KEY value ...)` into its pairs.
+fn fetch_items(response: &[u8]) -> Vec<(String, Value)> {
+    let Some(open) = response.iter().position(|&b| b == b'(') else { return Vec::new() };
+    let Some((Value::List(items), _)) = parse_value(response, open) else { return Vec::new() };
+    let mut pairs = Vec::new();
+    let mut iter = items.into_iter();
+    while let (Some(Value::Atom(key)), Some(value)) = (iter.next(), iter.next()) {
+        pairs.push((String::from_utf8_lossy(&key).to_ascii_uppercase(), value));
+    }
+    pairs
+}
+
+fn fetch(client: &mut Client, sequence: usize, items: &str) -> Vec<(String, Value)> {
+    let reply = client.command(&format!("FETCH {sequence} ({items})")).expect("FETCH");
+    assert!(reply.is_ok(), "FETCH {sequence} ({items}) failed: {}", reply.tagged);
+    reply.untagged.iter().filter(|r| r.windows(7).any(|w| w == b" FETCH ")).flat_map(|r| fetch_items(r)).collect()
+}
+
+fn item<'a>(pairs: &'a [(String, Value)], key: &str) -> Option<&'a Value> {
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+fn ours(text: &str) -> Value {
+    parse_value(text.as_bytes(), 0).map(|(v, _)| v).unwrap_or(Value::Atom(b"UNPARSABLE".to_vec()))
+}
+
+/// A section result as Dovecot sends it: an empty result may come as NIL
+/// or as an empty string.
+fn bytes_value(value: Option<&Value>) -> Vec<u8> {
+    match value {
+        Some(Value::Str(bytes)) => bytes.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// Renders a value for a failure message, with control bytes escaped.
+fn show(value: &Value) -> String {
+    match value {
+        Value::Nil => "NIL".to_owned(),
+        Value::Atom(atom) => String::from_utf8_lossy(atom).into_owned(),
+        Value::Str(bytes) => format!("{:?}", String::from_utf8_lossy(bytes)),
+        Value::List(items) => format!("({})", items.iter().map(show).collect::<Vec<_>>().join(" ")),
+    }
+}
+
+struct Tally {
+    compared: usize,
+    passed: usize,
+    accepted: usize,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn check(&mut self, message: &str, item: &str, ours: &Value, theirs: Option<&Value>) {
+        self.compared += 1;
+        if Some(ours) == theirs {
+            self.passed += 1;
+            return;
+        }
+        let item_kind = item.split(' ').next().unwrap_or(item);
+        if ACCEPTED.iter().any(|(name, kind, _)| *name == message && *kind == item_kind) {
+            self.accepted += 1;
+            return;
+        }
+        let theirs = theirs.map_or("(missing)".to_owned(), show);
+        self.failures.push(format!("{message} {item}:\n  roost:   {}\n  dovecot: {theirs}", show(ours)));
+    }
+}
+
+fn compare_message(client: &mut Client, sequence: usize, message: &CorpusMessage, tally: &mut Tally) {
+    let raw = message.crlf();
+    let derived: Derived = derive(&raw, &Limits { depth_max: 64 });
+    let name = &message.name;
+
+    let pairs = fetch(client, sequence, "ENVELOPE BODYSTRUCTURE BODY RFC822.SIZE");
+    tally.check(name, "ENVELOPE", &ours(derived.envelope()), item(&pairs, "ENVELOPE"));
+    tally.check(name, "BODYSTRUCTURE", &ours(derived.bodystructure()), item(&pairs, "BODYSTRUCTURE"));
+    tally.check(name, "BODY", &ours(derived.body()), item(&pairs, "BODY"));
+    let size = Value::Atom(raw.len().to_string().into_bytes());
+    tally.check(name, "RFC822.SIZE", &size, item(&pairs, "RFC822.SIZE"));
+
+    for part in derived.part_numbers().into_iter().take(PARTS_PER_MESSAGE_MAX) {
+        let number = part.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+        let pairs = fetch(client, sequence, &format!("BODY.PEEK[{number}] BODY.PEEK[{number}.MIME]"));
+        let body = section(&raw, &derived, &Section { part: part.clone(), text: SectionText::Full });
+        let mime = section(&raw, &derived, &Section { part, text: SectionText::Mime });
+        let theirs_body = Value::Str(bytes_value(item(&pairs, &format!("BODY[{number}]"))));
+        let theirs_mime = Value::Str(bytes_value(item(&pairs, &format!("BODY[{number}.MIME]"))));
+        tally.check(name, &format!("BODY[{number}]"), &Value::Str(body.into_owned()), Some(&theirs_body));
+        tally.check(name, &format!("BODY[{number}.MIME]"), &Value::Str(mime.into_owned()), Some(&theirs_mime));
+    }
+}
+
+#[test]
+fn corpus_matches_dovecot() {
+    let messages = corpus::load().expect("corpus");
+    let dovecot = Dovecot::start().unwrap_or_else(|e| panic!("{e}"));
+    let mut client = dovecot.login().expect("login to dovecot");
+
+    for message in &messages {
+        let reply = client.append("INBOX", &message.crlf()).expect("APPEND");
+        assert!(reply.is_ok(), "APPEND of {} failed: {}", message.name, reply.tagged);
+    }
+    let reply = client.command("SELECT INBOX").expect("SELECT");
+    assert!(reply.is_ok(), "SELECT failed: {}", reply.tagged);
+
+    let mut tally = Tally { compared: 0, passed: 0, accepted: 0, failures: Vec::new() };
+    for (index, message) in messages.iter().enumerate() {
+        compare_message(&mut client, index + 1, message, &mut tally);
+    }
+    eprintln!(
+        "dovecot differential: {} of {} values equal, {} accepted differences, {} failures, {} messages",
+        tally.passed,
+        tally.compared,
+        tally.accepted,
+        tally.failures.len(),
+        messages.len()
+    );
+    assert!(tally.failures.is_empty(), "{} differences from Dovecot:\n{}", tally.failures.len(), tally.failures.join("\n"));
+}
