@@ -93,6 +93,8 @@ struct BoundaryLine {
     /// Index into the list of open boundaries, innermost last.
     level: usize,
     is_close: bool,
+    /// True when the line cut a part's header short.
+    in_header: bool,
 }
 
 impl Parser<'_> {
@@ -163,7 +165,14 @@ impl Parser<'_> {
         // The line end before a boundary line belongs to the boundary, even
         // when it is the empty line that ends the header. A multipart keeps
         // the line end of its own close-delimiter line.
-        let end = self.content_end(start, ended).max(close_end.unwrap_or(0));
+        let mut end = self.content_end(start, ended).max(close_end.unwrap_or(0));
+        if let (Kind::Multipart(_), Some(line)) = (&part.kind, ended) {
+            // When the last part's header was cut short by the boundary,
+            // Dovecot counts the line end before it in the multipart.
+            if line.in_header {
+                end = line.line_start;
+            }
+        }
         part.body_start = part.body_start.min(end as u32);
         part.body_end = end.max(part.body_start as usize) as u32;
         part.lines = count_lines(part.body_bytes(self.raw));
@@ -209,7 +218,7 @@ impl Parser<'_> {
         let mut pos = start;
         while pos < raw.len() {
             if let Some(found) = self.boundary_at(pos, open) {
-                return (pos, Some(found));
+                return (pos, Some(BoundaryLine { in_header: true, ..found }));
             }
             let next = line_after(raw, pos);
             let line = &raw[pos..next];
@@ -247,7 +256,7 @@ impl Parser<'_> {
             .filter(|(_, boundary)| rest.starts_with(boundary))
             .max_by_key(|(level, boundary)| (boundary.len(), *level))?;
         let is_close = rest[boundary.len()..].starts_with(b"--");
-        Some(BoundaryLine { line_start: pos, next_line: line_after(self.raw, pos), level, is_close })
+        Some(BoundaryLine { line_start: pos, next_line: line_after(self.raw, pos), level, is_close, in_header: false })
     }
 
     /// Returns where content that started at `body_start` ends: before the
