@@ -106,6 +106,10 @@ fn fetch_items(response: &[u8]) -> Vec<(String, Value)> {
     pairs
 }
 
+fn fields_text() -> SectionText {
+    SectionText::HeaderFields(vec!["FROM".into(), "SUBJECT".into(), "X-MISSING".into()])
+}
+
 fn fetch(client: &mut Client, sequence: usize, items: &str) -> Vec<(String, Value)> {
     let reply = client.command(&format!("FETCH {sequence} ({items})")).expect("FETCH");
     assert!(reply.is_ok(), "FETCH {sequence} ({items}) failed: {}", reply.tagged);
@@ -121,11 +125,11 @@ fn ours(text: &str) -> Value {
 }
 
 /// A section result as Dovecot sends it: an empty result may come as NIL
-/// or as an empty string.
-fn bytes_value(value: Option<&Value>) -> Vec<u8> {
+/// or as an empty string. A missing item stays missing.
+fn section_value(value: Option<&Value>) -> Option<Value> {
     match value {
-        Some(Value::Str(bytes)) => bytes.clone(),
-        _ => Vec::new(),
+        Some(Value::Nil) => Some(Value::Str(Vec::new())),
+        other => other.cloned(),
     }
 }
 
@@ -175,15 +179,37 @@ fn compare_message(client: &mut Client, sequence: usize, message: &CorpusMessage
     let size = Value::Atom(raw.len().to_string().into_bytes());
     tally.check(name, "RFC822.SIZE", &size, item(&pairs, "RFC822.SIZE"));
 
+    let pairs = fetch(client, sequence, "BODY.PEEK[HEADER] BODY.PEEK[TEXT] BODY.PEEK[HEADER.FIELDS (FROM SUBJECT X-MISSING)]");
+    let top_sections = [
+        ("BODY[HEADER]", SectionText::Header),
+        ("BODY[TEXT]", SectionText::Text),
+        ("BODY[HEADER.FIELDS (FROM SUBJECT X-MISSING)]", fields_text()),
+    ];
+    for (key, text) in top_sections {
+        let bytes = section(&raw, &derived, &Section { part: Vec::new(), text });
+        let theirs = section_value(item(&pairs, key));
+        tally.check(name, key, &Value::Str(bytes.into_owned()), theirs.as_ref());
+    }
+
     for part in derived.part_numbers().into_iter().take(PARTS_PER_MESSAGE_MAX) {
         let number = part.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
         let pairs = fetch(client, sequence, &format!("BODY.PEEK[{number}] BODY.PEEK[{number}.MIME]"));
         let body = section(&raw, &derived, &Section { part: part.clone(), text: SectionText::Full });
-        let mime = section(&raw, &derived, &Section { part, text: SectionText::Mime });
-        let theirs_body = Value::Str(bytes_value(item(&pairs, &format!("BODY[{number}]"))));
-        let theirs_mime = Value::Str(bytes_value(item(&pairs, &format!("BODY[{number}.MIME]"))));
-        tally.check(name, &format!("BODY[{number}]"), &Value::Str(body.into_owned()), Some(&theirs_body));
-        tally.check(name, &format!("BODY[{number}.MIME]"), &Value::Str(mime.into_owned()), Some(&theirs_mime));
+        let mime = section(&raw, &derived, &Section { part: part.clone(), text: SectionText::Mime });
+        let theirs_body = section_value(item(&pairs, &format!("BODY[{number}]")));
+        let theirs_mime = section_value(item(&pairs, &format!("BODY[{number}.MIME]")));
+        tally.check(name, &format!("BODY[{number}]"), &Value::Str(body.into_owned()), theirs_body.as_ref());
+        tally.check(name, &format!("BODY[{number}.MIME]"), &Value::Str(mime.into_owned()), theirs_mime.as_ref());
+
+        // HEADER and TEXT of a part name the message inside a
+        // message/rfc822 part and are empty for any other part.
+        let pairs = fetch(client, sequence, &format!("BODY.PEEK[{number}.HEADER] BODY.PEEK[{number}.TEXT]"));
+        for (suffix, text) in [("HEADER", SectionText::Header), ("TEXT", SectionText::Text)] {
+            let key = format!("BODY[{number}.{suffix}]");
+            let bytes = section(&raw, &derived, &Section { part: part.clone(), text });
+            let theirs = section_value(item(&pairs, &key));
+            tally.check(name, &key, &Value::Str(bytes.into_owned()), theirs.as_ref());
+        }
     }
 }
 
