@@ -11,7 +11,8 @@ use std::time::Duration;
 pub struct ClientLimits {
     /// Read and write timeout of the socket.
     pub timeout: Duration,
-    /// Maximum size of one response, literals included, in bytes.
+    /// Maximum size of one response in bytes, literals and the CRLF after
+    /// each literal announcement included, the final CRLF not.
     pub response_bytes_max: usize,
     /// Maximum number of untagged responses before a tagged one.
     pub untagged_count_max: usize,
@@ -122,32 +123,27 @@ impl Client {
     }
 
     /// Reads one response: a line, and when it ends in `{n}`, the n
-    /// literal bytes and the rest of the response after them.
+    /// literal bytes and the rest of the response after them. The size
+    /// checked against the limit is that of the returned bytes.
     fn read_response(&mut self) -> io::Result<Vec<u8>> {
+        let max = self.limits.response_bytes_max;
         let mut response = Vec::new();
         loop {
+            let room = max.saturating_sub(response.len());
             let mut line = Vec::new();
-            let read = (&mut self.reader)
-                .take((self.limits.response_bytes_max - response.len() + 2) as u64)
-                .read_until(b'\n', &mut line)?;
+            let read = (&mut self.reader).take(room as u64 + 2).read_until(b'\n', &mut line)?;
             if read == 0 {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed the connection"));
             }
-            if !line.ends_with(b"\r\n") {
-                return Err(invalid(format!(
-                    "response longer than {} bytes or not ended by CRLF",
-                    self.limits.response_bytes_max
-                )));
+            if !line.ends_with(b"\r\n") || line.len() - 2 > room {
+                return Err(invalid(format!("response longer than {max} bytes or not ended by CRLF")));
             }
             line.truncate(line.len() - 2);
             let literal_len = literal_length(&line);
             response.extend_from_slice(&line);
             let Some(len) = literal_len else { return Ok(response) };
-            if response.len() + len > self.limits.response_bytes_max {
-                return Err(invalid(format!(
-                    "literal of {len} bytes exceeds the response limit of {} bytes",
-                    self.limits.response_bytes_max
-                )));
+            if response.len() + 2 + len > max {
+                return Err(invalid(format!("literal of {len} bytes exceeds the response limit of {max} bytes")));
             }
             response.extend_from_slice(b"\r\n");
             let start = response.len();

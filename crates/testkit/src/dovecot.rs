@@ -69,9 +69,15 @@ impl Dovecot {
                 dovecot.log()
             ));
         }
+        let ready = dovecot.wait_ready();
         dovecot.master_pid = dovecot.read_master_pid();
-        dovecot.wait_ready()?;
+        ready?;
         Ok(dovecot)
+    }
+
+    /// Returns the PID of Dovecot's master process, read at start-up.
+    pub fn master_pid(&self) -> Option<u32> {
+        self.master_pid
     }
 
     pub fn address(&self) -> SocketAddr {
