@@ -16,6 +16,13 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 
+/// The separator between a user name and a detail in a recipient's local
+/// part, as in `alice+lists`. Dovecot's LMTP server strips the same part
+/// when its `recipient_delimiter` setting is `+`.
+// NOTE: not configurable yet, so a site that uses another delimiter gets
+// 550 for addresses with a detail.
+const RECIPIENT_DELIMITER: char = '+';
+
 /// A failed delivery, by kind. LMTP maps each kind to its own reply.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -82,6 +89,26 @@ impl Deliverer {
     /// the passwd-file, so async callers run it in `spawn_blocking`.
     pub fn user_exists(&self, name: &str) -> bool {
         self.users.exists(name)
+    }
+
+    /// Returns the user that a recipient's local part names: the user of
+    /// exactly that name, else of its ASCII lowercase form, else the same
+    /// for the part before the first `+` (`alice+lists` is `alice`). The
+    /// lookups may re-read the passwd-file, so async callers run this in
+    /// `spawn_blocking`.
+    pub fn resolve_user(&self, local_part: &str) -> Option<String> {
+        let base = local_part.split_once(RECIPIENT_DELIMITER).map(|(base, _detail)| base);
+        let candidates = [Some(local_part), base].into_iter().flatten().filter(|name| !name.is_empty());
+        for name in candidates {
+            if self.users.exists(name) {
+                return Some(name.to_string());
+            }
+            let lowercase = name.to_ascii_lowercase();
+            if lowercase != name && self.users.exists(&lowercase) {
+                return Some(lowercase);
+            }
+        }
+        None
     }
 
     /// Delivers one message to `user`'s INBOX with INTERNALDATE now.

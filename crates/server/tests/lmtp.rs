@@ -167,6 +167,28 @@ async fn raw_session_delivers_exact_bytes() {
 }
 
 #[tokio::test]
+async fn recipient_resolves_case_and_detail() {
+    let server = start(|_| {}).await;
+    let mut client = Client::connect(server.address).await;
+    client.begin().await;
+
+    // An empty name before the delimiter names nobody.
+    assert_eq!(client.command("RCPT TO:<+alice>").await, "550 5.1.1 <+alice> User unknown\r\n");
+    assert_eq!(client.command("RCPT TO:<Alice@example.org>").await, "250 2.1.5 <Alice@example.org> Recipient OK\r\n");
+    assert_eq!(client.command("RCPT TO:<bob+lists@example.org>").await, "250 2.1.5 <bob+lists@example.org> Recipient OK\r\n");
+    assert_eq!(client.command("RCPT TO:<CAROL+x+y>").await, "250 2.1.5 <CAROL+x+y> Recipient OK\r\n");
+    assert_eq!(client.command("DATA").await, "354 End data with <CR><LF>.<CR><LF>\r\n");
+    client.send(b"x\r\n.\r\n").await;
+    for address in ["Alice@example.org", "bob+lists@example.org", "CAROL+x+y"] {
+        assert_eq!(client.reply().await, format!("250 2.0.0 <{address}> Delivered\r\n"));
+    }
+
+    for user in ["alice", "bob", "carol"] {
+        assert_eq!(inbox(server.store.as_ref(), user).await, vec![b"x\r\n".to_vec()], "user {user}");
+    }
+}
+
+#[tokio::test]
 async fn delivery_creates_default_mailboxes() {
     let server = start(|_| {}).await;
     let mut client = Client::connect(server.address).await;

@@ -180,16 +180,16 @@ fn encode_replies(replies: &mut Vec<Reply>, output: &mut Vec<u8>) {
     }
 }
 
-/// Looks up a user on the blocking pool, as the lookup may read the
-/// passwd-file.
-async fn check_user(deliverer: &Arc<Deliverer>, user: String) -> UserStatus {
+/// Resolves a local part to a user on the blocking pool, as the lookup may
+/// read the passwd-file.
+async fn check_user(deliverer: &Arc<Deliverer>, local_part: String) -> UserStatus {
     let deliverer = deliverer.clone();
-    let name = user.clone();
-    match tokio::task::spawn_blocking(move || deliverer.user_exists(&name)).await {
-        Ok(true) => UserStatus::Exists,
-        Ok(false) => UserStatus::Unknown,
+    let name = local_part.clone();
+    match tokio::task::spawn_blocking(move || deliverer.resolve_user(&name)).await {
+        Ok(Some(user)) => UserStatus::Exists(user),
+        Ok(None) => UserStatus::Unknown,
         Err(error) => {
-            warn!(recipient = user, %error, "user lookup task failed");
+            warn!(recipient = local_part, %error, "user lookup task failed");
             UserStatus::LookupFailed
         }
     }

@@ -73,7 +73,7 @@ impl Reply {
 /// An action the caller must take after [`Session::receive`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
-    /// Look up whether the user exists and pass the result to
+    /// Look up the user that the local part names and pass the result to
     /// [`Session::user_checked`]. User lookups may read files, so the
     /// session leaves them to the caller.
     CheckUser(String),
@@ -88,9 +88,11 @@ pub enum Event {
 }
 
 /// The result of a user lookup for RCPT.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UserStatus {
-    Exists,
+    /// The local part names this user, which may differ from the local
+    /// part in case or by a `+detail` suffix.
+    Exists(String),
     Unknown,
     /// The lookup failed; the sender should retry later.
     LookupFailed,
@@ -107,7 +109,7 @@ pub struct Delivery {
 /// An accepted recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recipient {
-    /// The user the message goes to: the address's local part.
+    /// The user the message goes to, as resolved from the local part.
     pub user: String,
     pub address: Address,
 }
@@ -227,9 +229,9 @@ impl Session {
             return;
         };
         match status {
-            UserStatus::Exists => {
+            UserStatus::Exists(user) => {
                 replies.push(Reply::new(250, "2.1.5", format!("<{address}> Recipient OK")));
-                recipients.push(Recipient { user: address.local_part.clone(), address });
+                recipients.push(Recipient { user, address });
             }
             UserStatus::Unknown => replies.push(outcome_reply(&address, Outcome::UnknownUser)),
             UserStatus::LookupFailed => replies.push(outcome_reply(&address, Outcome::TemporaryFailure)),

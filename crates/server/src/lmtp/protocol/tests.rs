@@ -12,7 +12,7 @@ fn config() -> SessionConfig {
 
 fn user_status(name: &str) -> UserStatus {
     match name {
-        "alice" | "bob" => UserStatus::Exists,
+        "alice" | "bob" => UserStatus::Exists(name.to_string()),
         "broken" => UserStatus::LookupFailed,
         _ => UserStatus::Unknown,
     }
@@ -25,6 +25,8 @@ struct Transcript {
     output: String,
     /// Every message handed over for delivery.
     messages: Vec<Vec<u8>>,
+    /// The users of every delivery, in RCPT order.
+    users: Vec<Vec<String>>,
     /// The size of every message rejected as too big.
     rejected_sizes: Vec<u64>,
     closed: bool,
@@ -49,6 +51,7 @@ fn run_with(config: SessionConfig, chunks: &[&[u8]], outcome: Outcome) -> Transc
                 Some(Event::Deliver(delivery)) => {
                     let outcomes = vec![outcome; delivery.recipients.len()];
                     transcript.messages.push(delivery.message);
+                    transcript.users.push(delivery.recipients.into_iter().map(|recipient| recipient.user).collect());
                     session.delivered(&outcomes, &mut replies);
                 }
                 Some(Event::Close) => {
@@ -108,6 +111,7 @@ fn pipelined_transaction_to_two_recipients() {
     );
     assert_eq!(transcript.output, expected);
     assert_eq!(transcript.messages, vec![b"Hi\r\n.\r\n".to_vec()]);
+    assert_eq!(transcript.users, [["alice", "bob"]]);
     assert!(transcript.closed);
 }
 
@@ -288,7 +292,7 @@ fn input_waits_for_user_lookup() {
     let waiting = session.receive(b"NOOP\r\n", &mut replies);
     assert_eq!(waiting, Step { consumed: 0, event: None }, "input is read before the lookup result");
 
-    session.user_checked(UserStatus::Exists, &mut replies);
+    session.user_checked(UserStatus::Exists("alice".into()), &mut replies);
     let step = session.receive(b"NOOP\r\n", &mut replies);
     assert_eq!(step.consumed, 6);
     let last_two: Vec<u16> = replies[replies.len() - 2..].iter().map(|reply| reply.code).collect();
