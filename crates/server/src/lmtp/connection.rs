@@ -126,6 +126,12 @@ async fn serve_connection(
             continue;
         }
 
+        // A session waiting for its next command keeps no large buffers, so
+        // an idle connection costs little memory.
+        if input.is_empty() && !session.is_in_data() {
+            release_if_large(&mut input);
+            release_if_large(&mut output);
+        }
         debug_assert!(input.len() < input_bytes_max);
         match read_more(stream, &mut input, input_bytes_max, config.timeout_idle, shutdown, session.is_in_data()).await? {
             None => {}
@@ -171,6 +177,15 @@ async fn write_all(stream: &mut TcpStream, output: &[u8], timeout: Duration) -> 
     match tokio::time::timeout(timeout, stream.write_all(output)).await {
         Ok(result) => result,
         Err(_elapsed) => Err(io::Error::new(io::ErrorKind::TimedOut, "client did not read replies in time")),
+    }
+}
+
+/// Buffers up to this capacity are kept between commands.
+const IDLE_BUFFER_BYTES_MAX: usize = 1024;
+
+fn release_if_large(buffer: &mut Vec<u8>) {
+    if buffer.is_empty() && buffer.capacity() > IDLE_BUFFER_BYTES_MAX {
+        *buffer = Vec::new();
     }
 }
 
