@@ -1,6 +1,6 @@
 //! Raw header fields: splitting a header block into fields, unfolding, and
 //! the Content-* grammar (type, parameters with RFC 2231 continuations).
-//! It works on bytes of one header block and knows nothing of the part tree.
+//! It works on the bytes of one header block and never sees the part tree.
 
 /// One header field as it appears in the message.
 pub(crate) struct Field<'a> {
@@ -44,8 +44,8 @@ pub(crate) fn first<'a>(fields: &[Field<'a>], name: &str) -> Option<&'a [u8]> {
     fields.iter().find(|f| f.name.eq_ignore_ascii_case(name.as_bytes())).map(|f| f.value)
 }
 
-/// Returns the last field called `name`, compared without case. For the
-/// Content-* fields the last one wins, as in Dovecot.
+/// Returns the last field called `name`, compared without case. Dovecot
+/// uses the last occurrence of every Content-* field but Content-Type.
 pub(crate) fn last<'a>(fields: &[Field<'a>], name: &str) -> Option<&'a [u8]> {
     fields.iter().rev().find(|f| f.name.eq_ignore_ascii_case(name.as_bytes())).map(|f| f.value)
 }
@@ -54,15 +54,15 @@ pub(crate) fn last<'a>(fields: &[Field<'a>], name: &str) -> Option<&'a [u8]> {
 /// line becomes a space (as Dovecot 2.3 renders ENVELOPE strings), and
 /// leading and trailing whitespace is trimmed.
 pub(crate) fn unfold(value: &[u8]) -> Vec<u8> {
-    let mut kept = Vec::with_capacity(value.len());
+    let mut unfolded = Vec::with_capacity(value.len());
     for (index, &b) in value.iter().enumerate() {
         match b {
             b'\r' | b'\n' => {}
-            b'\t' if index > 0 && value[index - 1] == b'\n' => kept.push(b' '),
-            _ => kept.push(b),
+            b'\t' if index > 0 && value[index - 1] == b'\n' => unfolded.push(b' '),
+            _ => unfolded.push(b),
         }
     }
-    trim(&kept).to_vec()
+    trim(&unfolded).to_vec()
 }
 
 pub(crate) fn trim(bytes: &[u8]) -> &[u8] {
@@ -121,8 +121,8 @@ impl<'a> Cursor<'a> {
         self.pos >= self.data.len()
     }
 
-    /// Skips whitespace and nested comments; an unterminated comment runs to
-    /// the end of the value.
+    /// Skips whitespace and nested comments. An unterminated comment runs
+    /// to the end of the value.
     pub fn skip_cfws(&mut self) {
         while let Some(b) = self.peek() {
             if is_lwsp(b) {

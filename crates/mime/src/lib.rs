@@ -4,12 +4,15 @@
 //!
 //! A message is analysed once, at delivery or APPEND, by [`derive`]; the
 //! store keeps [`Derived::encode`]'s bytes next to the message so FETCH
-//! never parses again. This crate knows nothing of IMAP sessions, sockets
-//! or storage: it maps message bytes to strings and byte ranges.
+//! never parses again. This crate has no notion of IMAP sessions, sockets
+//! or storage. It maps message bytes to strings and byte ranges.
 //!
 //! Analysis never fails. Malformed mail still gets an ENVELOPE and a
 //! BODYSTRUCTURE, shaped as Dovecot 2.3 shapes them, because clients stop
-//! showing a mailbox when a FETCH fails.
+//! showing a mailbox when a FETCH fails. The part tree comes from our own
+//! boundary scanner, which follows Dovecot's rules (mail-parser's tree
+//! differs from Dovecot on broken boundaries, and part numbers must
+//! agree); mail-parser decodes RFC 2047 words, dates and body text.
 
 mod address;
 mod header;
@@ -22,13 +25,14 @@ pub use section::{Section, SectionText, TextLimits, decode_charset, header_value
 /// Bounds on the analysis of one message.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Maximum nesting depth of parts; the root is depth 0. A part at this
-    /// depth is kept as one opaque part, so deeper parts get no part
-    /// number of their own.
+    /// Maximum nesting depth of parts, where the root is depth 0. A part at
+    /// this depth is kept as one opaque part, so deeper parts get no part
+    /// number of their own. Parsing recurses once per level, so keep this
+    /// in the tens.
     pub depth_max: usize,
 }
 
-/// What the store keeps about one message's MIME structure.
+/// The stored analysis of one message's MIME structure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Derived {
     root: tree::Part,
@@ -54,8 +58,8 @@ pub enum DecodeError {
 /// Version of the byte form written by [`Derived::encode`].
 const FORMAT_VERSION: u8 = 1;
 
-/// Analyses `raw`. Never panics and never fails: mail-parser runs under
-/// `catch_unwind`, and a message it cannot parse is one text part.
+/// Analyses `raw`. Never fails: any byte sequence gives a tree, and
+/// mail-parser, used for the Date: header, runs under `catch_unwind`.
 pub fn derive(raw: &[u8], limits: &Limits) -> Derived {
     // NOTE: offsets are u32, so a message over 4 GiB is analysed only up
     // to that size. Delivery limits keep messages far below it.
@@ -118,22 +122,22 @@ impl Derived {
         Ok(Derived { root, envelope, bodystructure, body, sent_date })
     }
 
-    /// The ENVELOPE value, parenthesised, ready to follow `ENVELOPE `.
+    /// Returns the ENVELOPE value, parenthesised, ready to follow `ENVELOPE `.
     pub fn envelope(&self) -> &str {
         &self.envelope
     }
 
-    /// The BODYSTRUCTURE value with extension data.
+    /// Returns the BODYSTRUCTURE value with extension data.
     pub fn bodystructure(&self) -> &str {
         &self.bodystructure
     }
 
-    /// The BODY value, BODYSTRUCTURE without extension data.
+    /// Returns the BODY value, which is BODYSTRUCTURE without extension data.
     pub fn body(&self) -> &str {
         &self.body
     }
 
-    /// The Date: header as Unix seconds, `None` when absent or unparsable.
+    /// Returns the Date: header as Unix seconds, `None` when absent or unparsable.
     pub fn sent_date(&self) -> Option<i64> {
         self.sent_date
     }

@@ -7,7 +7,7 @@ use crate::address::{Address, parse_list};
 use crate::header::{self, Field, parse_content};
 use crate::tree::{Kind, Part};
 
-/// Appends an IMAP string: quoted when it can be, a literal when it holds
+/// Appends an IMAP string: quoted when it can be, a literal when it contains
 /// CR, LF, NUL or 8-bit bytes. Bytes that are not UTF-8 are replaced with
 /// U+FFFD first, because the rendered forms are Rust strings.
 pub(crate) fn write_string(out: &mut String, bytes: &[u8]) {
@@ -153,7 +153,7 @@ fn write_part(out: &mut String, raw: &[u8], part: &Part, extended: bool) {
             out.push('(');
             if children.is_empty() {
                 // A multipart without any part still needs one body, so an
-                // empty text part stands in, as Dovecot renders it.
+                // empty text part takes its place, as Dovecot renders it.
                 out.push_str(if extended {
                     "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL)"
                 } else {
@@ -183,7 +183,7 @@ fn write_single(out: &mut String, raw: &[u8], part: &Part, header: &PartHeader, 
     let params = header.content_type.as_ref().map_or(no_params, |ct| &ct.params[..]);
     let (media_type, subtype): (&[u8], &[u8]) = match (&part.kind, &header.content_type) {
         // Dovecot spells the type of a parsed message/rfc822 part in lower
-        // case whatever the header says.
+        // case whatever the header contains.
         (Kind::Message(_), _) => (b"message", b"rfc822"),
         (_, Some(ct)) => (&ct.value, ct.subtype.as_deref().unwrap_or_default()),
         // An invalid Content-Type gives empty strings, as in Dovecot 2.3,
@@ -192,6 +192,7 @@ fn write_single(out: &mut String, raw: &[u8], part: &Part, header: &PartHeader, 
         (_, None) => (b"text", b"plain"),
     };
     let is_text = media_type.eq_ignore_ascii_case(b"text");
+
     out.push('(');
     write_string(out, media_type);
     out.push(' ');
@@ -207,6 +208,7 @@ fn write_single(out: &mut String, raw: &[u8], part: &Part, header: &PartHeader, 
     write_string(out, header.encoding.as_deref().unwrap_or(b"7bit"));
     out.push(' ');
     out.push_str(&part.body_size().to_string());
+
     if let Kind::Message(inner) = &part.kind {
         out.push(' ');
         out.push_str(&envelope(inner.header_bytes(raw)));
@@ -218,6 +220,7 @@ fn write_single(out: &mut String, raw: &[u8], part: &Part, header: &PartHeader, 
         out.push(' ');
         out.push_str(&part.lines.to_string());
     }
+
     if extended {
         // MD5 is never computed, so it is NIL.
         out.push_str(" NIL");

@@ -44,7 +44,7 @@ pub struct TextLimits {
 /// Returns the bytes of `section` in `raw`, which must be the message
 /// `derived` was made from. A part that does not exist, or a text
 /// specifier that does not apply to it, gives an empty result, as RFC 3501
-/// asks of a server.
+/// requires of a server.
 pub fn section<'a>(raw: &'a [u8], derived: &Derived, section: &Section) -> Cow<'a, [u8]> {
     let root = &derived.root;
     let Some(part) = root.find(&section.part) else {
@@ -135,8 +135,12 @@ pub(crate) fn date_header(raw: &[u8], root: &Part) -> Option<i64> {
 
 /// Returns the decoded text of every text/* part, nested messages
 /// included, separated by newlines and cut at `limits.bytes_max`.
-pub fn search_text(raw: &[u8], derived: &Derived, limits: &TextLimits) -> String {
-    let _ = derived;
+///
+/// NOTE: the text comes from mail-parser's own parse of `raw`, not from
+/// `derived`'s tree, so on broken boundaries the parts searched can differ
+/// from the parts BODYSTRUCTURE lists. `derived` is taken so that the
+/// tree can be used here without changing callers.
+pub fn search_text(raw: &[u8], _derived: &Derived, limits: &TextLimits) -> String {
     let parsed = catch_unwind(|| MessageParser::new().parse(raw));
     let mut out = String::new();
     if let Ok(Some(message)) = parsed {

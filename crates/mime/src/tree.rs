@@ -67,10 +67,10 @@ fn slice(raw: &[u8], start: u32, end: u32) -> &[u8] {
 /// Builds the tree of `raw`. Parts deeper than `depth_max` become leaves.
 ///
 /// The boundary rules are Dovecot 2.3's, because clients compare part
-/// numbers and sizes with it: a boundary line is `--` plus the boundary
-/// at the start of a line, with anything after it; the line end before a
-/// boundary line belongs to the boundary; a boundary of any enclosing
-/// multipart also ends the current part; a multipart whose boundary never
+/// numbers and sizes with it. A boundary line is `--` plus the boundary at
+/// the start of a line, with anything after it. The line end before a
+/// boundary line belongs to the boundary. A boundary of any enclosing
+/// multipart also ends the current part. A multipart whose boundary never
 /// appears has no parts.
 pub(crate) fn build(raw: &[u8], depth_max: usize) -> Part {
     let parser = Parser { raw, depth_max };

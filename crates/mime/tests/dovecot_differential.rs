@@ -1,7 +1,8 @@
 //! Differential test against Dovecot 2.3: every corpus message, with CRLF
 //! line ends, is appended to a throwaway Dovecot, and its ENVELOPE, BODY,
-//! BODYSTRUCTURE, RFC822.SIZE and each part's BODY[n] and BODY[n.MIME] are
-//! compared with what roost-mime derives from the same bytes.
+//! BODYSTRUCTURE, RFC822.SIZE, top-level HEADER, TEXT and HEADER.FIELDS,
+//! and each part's BODY[n], MIME, HEADER and TEXT are compared with what
+//! roost-mime derives from the same bytes.
 //!
 //! Values are compared after parsing, so a quoted string and a literal with
 //! the same content are equal. Accepted differences are listed in
@@ -124,8 +125,8 @@ fn ours(text: &str) -> Value {
     parse_value(text.as_bytes(), 0).map(|(v, _)| v).unwrap_or(Value::Atom(b"UNPARSABLE".to_vec()))
 }
 
-/// A section result as Dovecot sends it: an empty result may come as NIL
-/// or as an empty string. A missing item stays missing.
+/// Maps a NIL section result to an empty string, because Dovecot may send
+/// an empty result either way. A missing item stays missing.
 fn section_value(value: Option<&Value>) -> Option<Value> {
     match value {
         Some(Value::Nil) => Some(Value::Str(Vec::new())),

@@ -67,7 +67,7 @@ impl Client {
         Ok(client)
     }
 
-    /// Logs in with LOGIN; fails unless the server answers OK.
+    /// Logs in with LOGIN. Fails unless the server replies OK.
     pub fn login(&mut self, user: &str, password: &str) -> io::Result<()> {
         let reply = self.command(&format!("LOGIN {} {}", quote(user), quote(password)))?;
         if !reply.is_ok() {

@@ -152,15 +152,15 @@ fn write_config(dir: &Path, port: u16) -> Result<PathBuf, String> {
     for sub in ["run", "state", "mail"] {
         std::fs::create_dir(dir.join(sub)).map_err(|e| io_error("create a Dovecot folder", e))?;
     }
-    // Dovecot refuses to run mail processes as root, so under root the
-    // mail folder belongs to nobody (65534) and mail runs as that user.
+    // Dovecot rejects root as the mail user, so under root the mail folder
+    // belongs to uid 65534 and mail processes run as that user.
     let (uid, gid) = running_ids();
     let (mail_uid, mail_gid) = if uid == 0 { (65534, 65534) } else { (uid, gid) };
     if uid == 0 {
         std::os::unix::fs::chown(dir.join("mail"), Some(mail_uid), Some(mail_gid))
             .map_err(|e| io_error("chown the mail folder", e))?;
-        // The temporary folder is private to its owner; nobody must be
-        // able to reach the mail folder inside it.
+        // The temporary folder is private to its owner, and uid 65534
+        // must be able to reach the mail folder inside it.
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
             .map_err(|e| io_error("open the temporary folder", e))?;
     }

@@ -11,7 +11,7 @@ use roost_testkit::client::{Client, ClientLimits};
 use roost_testkit::dovecot::Dovecot;
 
 /// Starts a one-connection server on loopback that sends `greeting`, then
-/// answers the first command line with `reply`.
+/// replies to the first command line with `reply`.
 fn scripted_server(greeting: Vec<u8>, reply: Vec<u8>) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
