@@ -162,22 +162,14 @@ fn parse_addr_spec(cursor: &mut Cursor<'_>) -> Address {
     }
 }
 
-/// Reads a local part. Quoted strings keep their quotes, so that the
-/// mailbox can be put back together as `"a b"@host`.
+/// Reads a local part. Quoted strings lose their quotes and escapes, as
+/// Dovecot 2.3 renders them in ENVELOPE.
 fn parse_local_part(cursor: &mut Cursor<'_>) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
         match cursor.peek() {
             Some(b'"') => {
-                let text = cursor.quoted_string().unwrap_or_default();
-                out.push(b'"');
-                for b in text {
-                    if b == b'"' || b == b'\\' {
-                        out.push(b'\\');
-                    }
-                    out.push(b);
-                }
-                out.push(b'"');
+                out.extend_from_slice(&cursor.quoted_string().unwrap_or_default());
             }
             Some(b) if is_atext(b) => {
                 while cursor.peek().is_some_and(is_atext) {

@@ -50,10 +50,14 @@ pub(crate) fn last<'a>(fields: &[Field<'a>], name: &str) -> Option<&'a [u8]> {
     fields.iter().rev().find(|f| f.name.eq_ignore_ascii_case(name.as_bytes())).map(|f| f.value)
 }
 
-/// Unfolds a value: CR and LF are removed, a TAB that starts a continuation
-/// line becomes a space (as Dovecot 2.3 renders ENVELOPE strings), and
-/// leading and trailing whitespace is trimmed.
+/// Unfolds a value as Dovecot 2.3 renders ENVELOPE strings. Blanks after
+/// the colon are dropped, CR and LF are removed, a TAB that starts a
+/// continuation line becomes a space, and trailing whitespace is trimmed.
+/// The blanks of a continuation line stay, so `Message-ID:` followed by a
+/// folded ` <id>` gives ` <id>`.
 pub(crate) fn unfold(value: &[u8]) -> Vec<u8> {
+    let blanks = value.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    let value = &value[blanks..];
     let mut unfolded = Vec::with_capacity(value.len());
     for (index, &b) in value.iter().enumerate() {
         match b {
@@ -62,21 +66,7 @@ pub(crate) fn unfold(value: &[u8]) -> Vec<u8> {
             _ => unfolded.push(b),
         }
     }
-    trim(&unfolded).to_vec()
-}
-
-pub(crate) fn trim(bytes: &[u8]) -> &[u8] {
-    trim_end(trim_start(bytes))
-}
-
-fn trim_start(mut bytes: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = bytes {
-        if !is_lwsp(*first) {
-            break;
-        }
-        bytes = rest;
-    }
-    bytes
+    trim_end(&unfolded).to_vec()
 }
 
 fn trim_end(mut bytes: &[u8]) -> &[u8] {
@@ -303,7 +293,7 @@ fn merge_rfc2231(params: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> {
     for (key, value) in params {
         match split_section(&key) {
             Some((base, number, extended)) => {
-                sections.push(Section { base: base.to_ascii_lowercase(), number, extended, value })
+                sections.push(Section { base: base.to_vec(), number, extended, value })
             }
             None => plain.push((key, value)),
         }
@@ -311,14 +301,18 @@ fn merge_rfc2231(params: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> {
     if sections.is_empty() {
         return plain;
     }
-    sections.sort_by(|a, b| a.base.cmp(&b.base).then(a.number.cmp(&b.number)));
+    // Names compare without case, but the first spelling is kept, as
+    // Dovecot keeps it.
+    sections.sort_by(|a, b| {
+        a.base.to_ascii_lowercase().cmp(&b.base.to_ascii_lowercase()).then(a.number.cmp(&b.number))
+    });
     let mut index = 0;
     while index < sections.len() {
         let base = sections[index].base.clone();
         let mut joined = Vec::new();
         let mut extended = false;
         let mut expected = 0;
-        while index < sections.len() && sections[index].base == base {
+        while index < sections.len() && sections[index].base.eq_ignore_ascii_case(&base) {
             let section = &sections[index];
             if section.number == expected {
                 extended |= section.extended;

@@ -118,6 +118,8 @@ struct PartHeader {
     encoding: Option<Vec<u8>>,
     language: Option<Vec<u8>>,
     location: Option<Vec<u8>>,
+    /// The Content-MD5 value, which RFC 3501 reports as body MD5.
+    md5: Option<Vec<u8>>,
 }
 
 impl PartHeader {
@@ -142,6 +144,7 @@ impl PartHeader {
             encoding,
             language: unfolded("content-language"),
             location: unfolded("content-location"),
+            md5: unfolded("content-md5"),
         }
     }
 }
@@ -222,8 +225,9 @@ fn write_single(out: &mut String, raw: &[u8], part: &Part, header: &PartHeader, 
     }
 
     if extended {
-        // MD5 is never computed, so it is NIL.
-        out.push_str(" NIL");
+        // The MD5 is the Content-MD5 field as sent; nothing is computed.
+        out.push(' ');
+        write_nstring(out, header.md5.as_deref());
         write_extension_tail(out, header);
     }
     out.push(')');
@@ -298,9 +302,9 @@ fn write_language(out: &mut String, value: Option<&[u8]>) {
         }
         tags.push(token.to_vec());
     }
+    // Dovecot writes a list even for one language.
     match tags.len() {
         0 => out.push_str("NIL"),
-        1 => write_string(out, &tags[0]),
         _ => {
             out.push('(');
             for (index, tag) in tags.iter().enumerate() {

@@ -166,9 +166,10 @@ impl Parser<'_> {
         // when it is the empty line that ends the header. A multipart keeps
         // the line end of its own close-delimiter line.
         let mut end = self.content_end(start, ended).max(close_end.unwrap_or(0));
-        if let (Kind::Multipart(_), Some(line)) = (&part.kind, ended) {
+        if let (Kind::Multipart(_) | Kind::Message(_), Some(line)) = (&part.kind, ended) {
             // When the last part's header was cut short by the boundary,
-            // Dovecot counts the line end before it in the multipart.
+            // Dovecot counts the line end before it in the enclosing
+            // multipart or message/rfc822 part.
             if line.in_header {
                 end = line.line_start;
             }
