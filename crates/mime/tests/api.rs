@@ -237,3 +237,23 @@ fn garbage_does_not_panic() {
         }
     }
 }
+
+/// Builds a multipart message with `count` empty text parts.
+fn many_parts(count: usize) -> Vec<u8> {
+    let mut raw = b"Content-Type: multipart/mixed; boundary=p\r\n\r\n".to_vec();
+    for _ in 0..count {
+        raw.extend_from_slice(b"--p\r\n\r\nx\r\n");
+    }
+    raw.extend_from_slice(b"--p--\r\n");
+    raw
+}
+
+#[test]
+fn part_count_at_and_past_limit() {
+    // The root counts as one part, so 9,999 children reach the limit.
+    let at_limit = derive(&many_parts(9_999), &LIMITS);
+    assert_eq!(at_limit.part_numbers().len(), 9_999);
+
+    let past_limit = derive(&many_parts(10_000), &LIMITS);
+    assert_eq!(past_limit.part_numbers().len(), 9_999);
+}
