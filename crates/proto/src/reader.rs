@@ -28,6 +28,21 @@
 //! - A command whose buffered bytes pass `command_bytes_max` is rejected the
 //!   same way. The message literal of APPEND is not counted there: it has its
 //!   own limit, `append_literal_bytes_max`.
+//! - With [`ReaderOptions::non_sync_literal_bytes_max`] set, as LITERAL-
+//!   (RFC 7888) and IMAP4rev2 require at 4096, a larger non-synchronising
+//!   literal is rejected like one over its literal limit.
+//!
+//! A command imap-codec rejects is given to [`crate::extended`], which
+//! decodes the IMAP4rev2 forms imap-codec lacks, such as `SEARCH RETURN`
+//! and `LIST (SUBSCRIBED) "" %`. They come out as `ReadEvent::Extended`,
+//! which exists with the `rev2` feature. Without it, those commands are
+//! rejected as before.
+//!
+//! imap-codec accepts UTF-8 in quoted strings (its `ext_utf8` feature), but
+//! RFC 3501 allows only 7-bit text outside literals. Until the session sets
+//! [`ReaderOptions::utf8_accepted`], after `ENABLE UTF8=ACCEPT` or
+//! `ENABLE IMAP4rev2`, a command with 8-bit bytes outside literals is
+//! rejected.
 //!
 //! This module has no access to sockets, sessions or storage.
 
@@ -35,6 +50,10 @@ use std::ops::Range;
 
 use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec, decode::Decoder};
 use imap_types::{IntoStatic, auth::AuthenticateData, command::Command, core::Tag, response::Code};
+
+#[cfg(any(test, feature = "rev2"))]
+use crate::extended::ExtendedCommand;
+use crate::extended::{self, ExtendedLimits, Parsed};
 
 /// Size limits for one read. The server passes tighter ones before login.
 ///
@@ -55,6 +74,36 @@ pub struct ReaderLimits {
     pub command_bytes_max: usize,
 }
 
+/// Grammar switches that change when the session enables an extension.
+/// The default is IMAP4rev1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderOptions {
+    /// Whether quoted strings may contain UTF-8: set after `ENABLE
+    /// UTF8=ACCEPT` (RFC 6855) or `ENABLE IMAP4rev2` (RFC 9051).
+    pub utf8_accepted: bool,
+    /// Maximum bytes of a non-synchronising literal `{n+}`, or `None` for
+    /// no limit beyond the literal limits. LITERAL- (RFC 7888) and IMAP4rev2
+    /// set it to 4096.
+    pub non_sync_literal_bytes_max: Option<u32>,
+    /// Limits on the counts in extended command forms.
+    pub extended: ExtendedLimits,
+}
+
+impl Default for ReaderOptions {
+    fn default() -> Self {
+        Self {
+            utf8_accepted: false,
+            non_sync_literal_bytes_max: None,
+            extended: ExtendedLimits::default(),
+        }
+    }
+}
+
+impl ReaderOptions {
+    /// Non-synchronising literal limit of LITERAL- and IMAP4rev2, in bytes.
+    pub const LITERAL_MINUS_BYTES_MAX: u32 = 4096;
+}
+
 /// Expected form of the next line, set by the session state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMode {
@@ -71,6 +120,15 @@ pub enum ReadMode {
 pub enum ReadEvent {
     /// A complete, valid command.
     Command(Command<'static>),
+    /// A complete, valid command in an IMAP4rev2 form that imap-codec does
+    /// not parse, described in [`crate::extended`].
+    #[cfg(any(test, feature = "rev2"))]
+    Extended {
+        /// The command's tag.
+        tag: Tag<'static>,
+        /// The decoded command.
+        command: ExtendedCommand,
+    },
     /// The client ended IDLE. Only returned in [`ReadMode::IdleDone`].
     IdleDone,
     /// A SASL response line or a `*` cancel. Only returned in
@@ -118,6 +176,9 @@ pub struct CommandReader {
     /// Rejection to return when the current, already failed, command ends.
     /// While set, lines and literals are dropped instead of kept.
     pending: Option<Box<Rejection>>,
+    /// Grammar switches set by the session, or `None` for the defaults.
+    /// Boxed because an idle session's reader must stay small.
+    options: Option<Box<ReaderOptions>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +247,19 @@ impl CommandReader {
             self.compact_input();
         }
         event
+    }
+
+    /// Sets the grammar switches for the commands read from now on.
+    pub fn set_options(&mut self, options: ReaderOptions) {
+        self.options = match options == ReaderOptions::default() {
+            true => None,
+            false => Some(Box::new(options)),
+        };
+    }
+
+    /// Returns the grammar switches in effect.
+    pub fn options(&self) -> ReaderOptions {
+        self.options.as_deref().cloned().unwrap_or_default()
     }
 
     /// Returns whether no partial command or unread byte is buffered.
@@ -334,6 +408,10 @@ impl CommandReader {
             false => limits.literal_bytes_max,
         };
 
+        if let Some(rejection) = self.check_non_sync_length(announcement) {
+            self.command.clear();
+            return self.discard_announced(rejection, Some(announcement), limits);
+        }
         let length = match announcement.length {
             Some(length) if length as usize <= literal_bytes_max => length,
             _ => {
@@ -367,6 +445,26 @@ impl CommandReader {
             true => None,
             false => Some(ReadEvent::ContinuationNeeded { length }),
         }
+    }
+
+    /// Returns the rejection of a non-synchronising literal longer than
+    /// [`ReaderOptions::non_sync_literal_bytes_max`].
+    fn check_non_sync_length(&self, announcement: Announcement) -> Option<Rejection> {
+        let non_sync_bytes_max = self.options.as_ref()?.non_sync_literal_bytes_max?;
+        let within = announcement
+            .length
+            .is_some_and(|length| length <= non_sync_bytes_max);
+        if !announcement.non_sync || within {
+            return None;
+        }
+        Some(Rejection {
+            tag: decode_tag(&self.command),
+            code: Some(Code::TooBig),
+            text: format!(
+                "Non-synchronising literal is larger than {non_sync_bytes_max} bytes: send it as a synchronising literal"
+            ),
+            close: false,
+        })
     }
 
     /// Ends a failed command at a line without a non-synchronising literal,
@@ -413,17 +511,41 @@ impl CommandReader {
 
     /// Decodes the complete command in `command`.
     fn finish_command(&mut self) -> ReadEvent {
-        let event = match CommandCodec::new().decode(&self.command) {
-            Ok(([], command)) => ReadEvent::Command(command.into_static()),
-            _ => ReadEvent::Rejected {
-                tag: decode_tag(&self.command),
-                code: None,
-                text: describe_invalid_command(&self.command, self.bare_line_feed),
-                close: false,
-            },
-        };
+        let event = self.decode_command();
         self.reset_command();
         event
+    }
+
+    fn decode_command(&self) -> ReadEvent {
+        let rejected = |text: String| ReadEvent::Rejected {
+            tag: decode_tag(&self.command),
+            code: None,
+            text,
+            close: false,
+        };
+        let options = self.options();
+        if !options.utf8_accepted
+            && !self.bare_line_feed
+            && extended::has_eight_bit_outside_literals(&self.command)
+        {
+            return rejected(
+                "8-bit characters outside literals require ENABLE UTF8=ACCEPT".to_owned(),
+            );
+        }
+        if let Ok(([], command)) = CommandCodec::new().decode(&self.command) {
+            return ReadEvent::Command(command.into_static());
+        }
+        if self.bare_line_feed {
+            return rejected(describe_invalid_command(&self.command, true));
+        }
+        match extended::parse(&self.command, &options.extended) {
+            #[cfg(any(test, feature = "rev2"))]
+            Parsed::Command(tag, command) => ReadEvent::Extended { tag, command },
+            #[cfg(not(any(test, feature = "rev2")))]
+            Parsed::Command(..) => rejected(describe_invalid_command(&self.command, false)),
+            Parsed::Invalid(text) => rejected(text),
+            Parsed::NotExtended => rejected(describe_invalid_command(&self.command, false)),
+        }
     }
 
     fn idle_done_line(&mut self, end: usize) -> ReadEvent {

@@ -281,16 +281,15 @@ fn rfc_grammar_forms_decode() {
 #[test]
 fn rfc_invalid_forms_rejected() {
     // A keyword is an atom, so a system flag cannot follow KEYWORD. LIST
-    // selection options belong to LIST-EXTENDED (RFC 5258), which Roost does
-    // not advertise.
+    // selection options are those of RFC 5258 and RFC 6154 only.
     let cases: &[(&[u8], &str)] = &[
         (
             b"a SEARCH KEYWORD \\Seen\r\n",
             "Invalid arguments to SEARCH",
         ),
         (
-            b"a LIST (SUBSCRIBED) \"\" *\r\n",
-            "Invalid arguments to LIST",
+            b"a LIST (SUBSCRIBED FOO) \"\" *\r\n",
+            "Unknown LIST selection option FOO",
         ),
     ];
     for (input, text) in cases {
