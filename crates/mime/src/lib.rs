@@ -12,7 +12,7 @@
 //! showing a mailbox when a FETCH fails. The part tree comes from our own
 //! boundary scanner, which follows Dovecot's rules (mail-parser's tree
 //! differs from Dovecot on broken boundaries, and part numbers must
-//! agree); mail-parser decodes RFC 2047 words, dates and body text.
+//! agree). mail-parser decodes RFC 2047 words and the Date: header.
 
 mod address;
 mod header;

@@ -1,11 +1,12 @@
 //! FETCH body sections (RFC 3501 section 6.4.5) and the decoded text that
 //! SEARCH matches: header values with RFC 2047 words decoded, and the text
-//! of every text/* part with transfer encoding and charset undone.
+//! of every text/* part with transfer encoding and charset undone. Both
+//! use the stored tree, so SEARCH sees the parts FETCH shows.
 
 use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use mail_parser::{Message, MessageParser, PartType};
+use mail_parser::MessageParser;
 
 use crate::Derived;
 use crate::header;
@@ -133,39 +134,111 @@ pub(crate) fn date_header(raw: &[u8], root: &Part) -> Option<i64> {
     date.is_valid().then(|| date.to_timestamp())
 }
 
-/// Returns the decoded text of every text/* part, nested messages
-/// included, separated by newlines and cut at `limits.bytes_max`.
-///
-/// NOTE: the text comes from mail-parser's own parse of `raw`, not from
-/// `derived`'s tree, so on broken boundaries the parts searched can differ
-/// from the parts BODYSTRUCTURE lists. `derived` is taken so that the
-/// tree can be used here without changing callers.
-pub fn search_text(raw: &[u8], _derived: &Derived, limits: &TextLimits) -> String {
-    let parsed = catch_unwind(|| MessageParser::new().parse(raw));
+/// Returns the decoded text of every text/* part in `derived`'s tree,
+/// nested messages included, separated by newlines and cut at
+/// `limits.bytes_max` on a character boundary. Transfer encoding and
+/// charset are undone; an unknown charset is read as UTF-8 with U+FFFD for
+/// invalid bytes.
+pub fn search_text(raw: &[u8], derived: &Derived, limits: &TextLimits) -> String {
     let mut out = String::new();
-    if let Ok(Some(message)) = parsed {
-        collect_text(&message, &mut out, limits.bytes_max, 0);
+    collect_text(raw, &derived.root, &mut out, limits.bytes_max);
+    out
+}
+
+fn collect_text(raw: &[u8], part: &Part, out: &mut String, bytes_max: usize) {
+    if out.len() >= bytes_max {
+        return;
+    }
+    match &part.kind {
+        Kind::Multipart(children) => {
+            for child in children {
+                collect_text(raw, child, out, bytes_max);
+            }
+        }
+        Kind::Message(inner) => collect_text(raw, inner, out, bytes_max),
+        Kind::Leaf => {
+            if let Some(text) = leaf_text(raw, part) {
+                push_bounded(out, &text, bytes_max);
+            }
+        }
+    }
+}
+
+/// Decodes a single part's body when it is text: a text/* type, or no
+/// Content-Type at all.
+fn leaf_text(raw: &[u8], part: &Part) -> Option<String> {
+    let fields = header::fields(part.header_bytes(raw));
+    let content_type = match header::first(&fields, "content-type") {
+        Some(value) => Some(header::parse_content(value, true)?),
+        None => None,
+    };
+    if content_type.as_ref().is_some_and(|ct| !ct.value.eq_ignore_ascii_case(b"text")) {
+        return None;
+    }
+    let encoding = header::last(&fields, "content-transfer-encoding").map(header::unfold).unwrap_or_default();
+    let body = part.body_bytes(raw);
+    let decoded: Cow<'_, [u8]> = if encoding.eq_ignore_ascii_case(b"base64") {
+        Cow::Owned(decode_base64(body))
+    } else if encoding.eq_ignore_ascii_case(b"quoted-printable") {
+        Cow::Owned(decode_quoted_printable(body))
+    } else {
+        Cow::Borrowed(body)
+    };
+    let charset = content_type
+        .as_ref()
+        .and_then(|ct| ct.params.iter().find(|(key, _)| key.eq_ignore_ascii_case(b"charset")))
+        .map(|(_, value)| String::from_utf8_lossy(value).into_owned());
+    let text = charset.and_then(|charset| decode_charset(&decoded, &charset));
+    Some(text.unwrap_or_else(|| String::from_utf8_lossy(&decoded).into_owned()))
+}
+
+/// Decodes base64, skipping line ends and any other byte outside the
+/// alphabet, and stopping at the first padding.
+fn decode_base64(body: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let mut clean: Vec<u8> = body
+        .iter()
+        .copied()
+        .take_while(|&b| b != b'=')
+        .filter(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+        .collect();
+    // A trailing group of one character cannot be decoded, so it is dropped.
+    if clean.len() % 4 == 1 {
+        clean.pop();
+    }
+    base64::engine::general_purpose::STANDARD_NO_PAD.decode(&clean).unwrap_or_default()
+}
+
+/// Decodes quoted-printable (RFC 2045 section 6.7). A malformed `=`
+/// sequence is kept as it is.
+fn decode_quoted_printable(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut index = 0;
+    while index < body.len() {
+        let b = body[index];
+        if b != b'=' {
+            out.push(b);
+            index += 1;
+            continue;
+        }
+        let rest = &body[index + 1..];
+        if rest.starts_with(b"\r\n") {
+            index += 3;
+        } else if rest.starts_with(b"\n") {
+            index += 2;
+        } else if let (Some(high), Some(low)) = (rest.first().and_then(hex_value), rest.get(1).and_then(hex_value)) {
+            out.push(high << 4 | low);
+            index += 3;
+        } else {
+            out.push(b'=');
+            index += 1;
+        }
     }
     out
 }
 
-/// Nesting of message/rfc822 parts followed for search text; deeper
-/// messages are skipped so the recursion is bounded.
-const SEARCH_NESTING_MAX: usize = 64;
-
-fn collect_text(message: &Message<'_>, out: &mut String, bytes_max: usize, depth: usize) {
-    for part in &message.parts {
-        if out.len() >= bytes_max {
-            return;
-        }
-        match &part.body {
-            PartType::Text(text) | PartType::Html(text) => push_bounded(out, text, bytes_max),
-            PartType::Message(inner) if depth < SEARCH_NESTING_MAX => {
-                collect_text(inner, out, bytes_max, depth + 1)
-            }
-            _ => {}
-        }
-    }
+fn hex_value(b: &u8) -> Option<u8> {
+    (*b as char).to_digit(16).map(|digit| digit as u8)
 }
 
 fn push_bounded(out: &mut String, text: &str, bytes_max: usize) {

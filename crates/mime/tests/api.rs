@@ -257,3 +257,15 @@ fn part_count_at_and_past_limit() {
     let past_limit = derive(&many_parts(10_000), &LIMITS);
     assert_eq!(past_limit.part_numbers().len(), 9_999);
 }
+
+#[test]
+fn search_text_covers_encoded_parts() {
+    let raw = b"Content-Type: multipart/mixed; boundary=s\r\n\r\n\
+--s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\naMOpbGxv\r\n\
+--s\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\naGlkZGVu\r\n\
+--s\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nsoft=\r\nwrap =3D x\r\n\
+--s--\r\n";
+    let derived = derive(raw, &LIMITS);
+    let text = search_text(raw, &derived, &TextLimits { bytes_max: 1000 });
+    assert_eq!(text, "héllo\nsoftwrap = x");
+}
