@@ -1,7 +1,7 @@
 //! FETCH body sections (RFC 3501 section 6.4.5) and the decoded text that
 //! SEARCH matches: header values with RFC 2047 words decoded, and the text
 //! of every text/* part with transfer encoding and charset undone. Both
-//! use the stored tree, so SEARCH sees the parts FETCH shows.
+//! use the stored tree, so SEARCH matches the parts FETCH returns.
 
 use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
