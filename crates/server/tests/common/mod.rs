@@ -126,3 +126,93 @@ pub fn message(subject: &str, body: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// A connection that sends exact bytes and reads response lines, for tests
+/// that need partial lines, literals or invalid input the client would not
+/// send. Reads fail after a timeout, so a hung server fails the test.
+pub struct RawConnection {
+    reader: std::io::BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+}
+
+/// How long a raw connection waits for one response line.
+pub const RAW_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl RawConnection {
+    /// Connects and returns the greeting line along with the connection.
+    pub fn connect(address: SocketAddr) -> (RawConnection, String) {
+        let stream = std::net::TcpStream::connect_timeout(&address, RAW_READ_TIMEOUT).unwrap();
+        stream.set_read_timeout(Some(RAW_READ_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(RAW_READ_TIMEOUT)).unwrap();
+        let writer = stream.try_clone().unwrap();
+        let mut connection = RawConnection { reader: std::io::BufReader::new(stream), writer };
+        let greeting = connection.read_line().expect("server closed before its greeting");
+        (connection, greeting)
+    }
+
+    /// Connects and logs in with LOGIN.
+    pub fn login(address: SocketAddr) -> RawConnection {
+        let (mut connection, _) = RawConnection::connect(address);
+        connection.send(format!("L1 LOGIN {USER} {PASSWORD}\r\n").as_bytes());
+        let reply = connection.read_tagged("L1");
+        assert!(reply.last().unwrap().starts_with("L1 OK"), "{reply:?}");
+        connection
+    }
+
+    /// Writes `bytes`. A connection the server already closed is not an
+    /// error here: the next read returns what the server sent before.
+    pub fn send(&mut self, bytes: &[u8]) {
+        use std::io::{ErrorKind, Write};
+        match self.writer.write_all(bytes) {
+            Ok(()) => {}
+            Err(err) if matches!(err.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {}
+            Err(err) => panic!("writing to the server failed: {err}"),
+        }
+    }
+
+    /// Reads one line without its CRLF, or `None` when the server closed
+    /// the connection. Panics on a read timeout.
+    pub fn read_line(&mut self) -> Option<String> {
+        use std::io::BufRead;
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(0) => None,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                Some(text.trim_end_matches("\r\n").trim_end_matches('\n').to_owned())
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(err) => panic!("reading a response line failed: {err}"),
+        }
+    }
+
+    /// Reads lines up to and including the one tagged `tag`. Panics if the
+    /// server closes the connection first.
+    pub fn read_tagged(&mut self, tag: &str) -> Vec<String> {
+        let prefix = format!("{tag} ");
+        let mut lines = Vec::new();
+        loop {
+            let line = self.read_line().unwrap_or_else(|| panic!("connection closed before {tag} completed: {lines:?}"));
+            let done = line.starts_with(&prefix);
+            lines.push(line);
+            if done {
+                return lines;
+            }
+        }
+    }
+
+    /// Sends `tag command` and reads up to its tagged line.
+    pub fn command(&mut self, tag: &str, command: &str) -> Vec<String> {
+        self.send(format!("{tag} {command}\r\n").as_bytes());
+        self.read_tagged(tag)
+    }
+
+    /// Reads lines until the server closes the connection and returns them.
+    pub fn read_to_close(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Some(line) = self.read_line() {
+            lines.push(line);
+        }
+        lines
+    }
+}

@@ -28,7 +28,7 @@ pub async fn append(
     let Some(account) = session.account().map(|a| a.id) else { return bad("Log in first") };
     let name = match names::from_wire(mailbox, &ctx.config.limits) {
         Ok(name) => name,
-        Err(err) => return bad(err.message()),
+        Err(err) => return super::name_error(err),
     };
     let raw: Arc<[u8]> = match &message {
         LiteralOrLiteral8::Literal(literal) => Arc::from(literal.data()),

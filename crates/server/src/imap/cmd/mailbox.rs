@@ -8,21 +8,14 @@ use roost_proto::types::mailbox::{ListMailbox, Mailbox};
 use roost_proto::types::status::StatusDataItemName;
 use roost_store::HIERARCHY_SEPARATOR;
 
-use super::{Outcome, bad, no, ok};
-use crate::imap::names::{self, NameError};
+use super::{Outcome, bad, name_error, no, ok};
+use crate::imap::names;
 use crate::imap::output::Output;
 use roost_proto::response::write_astring;
 use crate::imap::session::Session;
 
 fn account_id(session: &Session) -> Option<roost_store::AccountId> {
     session.account().map(|account| account.id)
-}
-
-fn name_error(err: NameError) -> Outcome {
-    match err {
-        NameError::Encoding | NameError::EmptyLevel => bad(err.message()),
-        NameError::TooLong { .. } | NameError::TooDeep { .. } => no(Some("LIMIT"), err.message()),
-    }
 }
 
 pub async fn create(session: &mut Session, mailbox: &Mailbox<'_>) -> Outcome {

@@ -89,7 +89,7 @@ pub async fn copy(
     let Some(account) = session.account().map(|a| a.id) else { return bad("Log in first") };
     let target_name = match names::from_wire(mailbox, &ctx.config.limits) {
         Ok(name) => name,
-        Err(err) => return bad(err.message()),
+        Err(err) => return super::name_error(err),
     };
     let Some(selected) = session.selected() else { return bad("No mailbox selected") };
     if is_move && selected.read_only {

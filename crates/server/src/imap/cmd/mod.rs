@@ -18,6 +18,7 @@ use roost_store::StoreError;
 use tokio::net::TcpStream;
 use tracing::error;
 
+use super::names::NameError;
 use super::output::{Output, Status};
 use super::session::{ClientCommand, Session};
 
@@ -59,6 +60,17 @@ pub fn bad(text: impl Into<String>) -> Outcome {
 
 pub fn bad_code(code: &str, text: impl Into<String>) -> Outcome {
     Outcome::Done(Reply { status: Status::Bad, code: Some(code.to_owned()), text: text.into() })
+}
+
+/// Maps an invalid mailbox name to its tagged reply, the same in every
+/// command that takes a mailbox name. A name that breaks the encoding
+/// rules is a client error (BAD). A well-formed name past a configured
+/// limit gets NO [LIMIT] (RFC 5530).
+pub fn name_error(err: NameError) -> Outcome {
+    match err {
+        NameError::Encoding | NameError::EmptyLevel => bad(err.message()),
+        NameError::TooLong { .. } | NameError::TooDeep { .. } => no(Some("LIMIT"), err.message()),
+    }
 }
 
 /// Maps a store failure to the tagged NO a client can act on (RFC 5530

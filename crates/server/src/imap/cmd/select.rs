@@ -34,7 +34,7 @@ pub async fn select(session: &mut Session, mailbox: &Mailbox<'_>, read_only: boo
     let ctx = Arc::clone(&session.ctx);
     let name = match names::from_wire(mailbox, &ctx.config.limits) {
         Ok(name) => name,
-        Err(err) => return bad(err.message()),
+        Err(err) => return super::name_error(err),
     };
     let info = match ctx.store.mailbox(account_id, &name).await {
         Ok(Some(info)) => info,
