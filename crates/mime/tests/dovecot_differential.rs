@@ -12,6 +12,7 @@ use roost_mime::{Derived, Limits, Section, SectionText, derive, section};
 use roost_testkit::client::Client;
 use roost_testkit::corpus::{self, CorpusMessage};
 use roost_testkit::dovecot::Dovecot;
+use roost_testkit::value::{Value, fetch_items, parse_value, show};
 
 /// A difference from Dovecot that is kept on purpose: (corpus message,
 /// FETCH item, reason).
@@ -24,93 +25,6 @@ const ACCEPTED: &[(&str, &str, &str)] = &[(
 
 /// Parts compared per message; the corpus stays far below this.
 const PARTS_PER_MESSAGE_MAX: usize = 200;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Value {
-    Nil,
-    Atom(Vec<u8>),
-    Str(Vec<u8>),
-    List(Vec<Value>),
-}
-
-/// Parses one IMAP value at `pos`; returns it and the position after it.
-fn parse_value(input: &[u8], mut pos: usize) -> Option<(Value, usize)> {
-    while input.get(pos) == Some(&b' ') {
-        pos += 1;
-    }
-    match *input.get(pos)? {
-        b'(' => {
-            let mut items = Vec::new();
-            pos += 1;
-            loop {
-                while input.get(pos) == Some(&b' ') {
-                    pos += 1;
-                }
-                if *input.get(pos)? == b')' {
-                    return Some((Value::List(items), pos + 1));
-                }
-                let (item, next) = parse_value(input, pos)?;
-                items.push(item);
-                pos = next;
-            }
-        }
-        b'"' => {
-            let mut text = Vec::new();
-            pos += 1;
-            loop {
-                match *input.get(pos)? {
-                    b'"' => return Some((Value::Str(text), pos + 1)),
-                    b'\\' => {
-                        text.push(*input.get(pos + 1)?);
-                        pos += 2;
-                    }
-                    b => {
-                        text.push(b);
-                        pos += 1;
-                    }
-                }
-            }
-        }
-        b'{' => {
-            let close = pos + input[pos..].iter().position(|&b| b == b'}')?;
-            let len: usize = std::str::from_utf8(&input[pos + 1..close]).ok()?.parse().ok()?;
-            let start = close + 3;
-            let text = input.get(start..start + len)?.to_vec();
-            Some((Value::Str(text), start + len))
-        }
-        _ => {
-            let start = pos;
-            let mut depth = 0;
-            while let Some(&b) = input.get(pos) {
-                match b {
-                    b'[' => depth += 1,
-                    b']' => depth -= 1,
-                    b' ' | b')' | b'(' if depth == 0 => break,
-                    _ => {}
-                }
-                pos += 1;
-            }
-            let atom = input[start..pos].to_vec();
-            if atom.eq_ignore_ascii_case(b"NIL") {
-                Some((Value::Nil, pos))
-            } else {
-                Some((Value::Atom(atom), pos))
-            }
-        }
-    }
-}
-
-/// Splits `* n FETCH (KEY value KEY value ...)` into its pairs.
-fn fetch_items(response: &[u8]) -> Vec<(String, Value)> {
-    let Some(open) = response.iter().position(|&b| b == b'(') else { return Vec::new() };
-    let Some((Value::List(items), _)) = parse_value(response, open) else { return Vec::new() };
-    let mut pairs = Vec::new();
-    let mut iter = items.into_iter();
-    while let (Some(Value::Atom(key)), Some(value)) = (iter.next(), iter.next()) {
-        pairs.push((String::from_utf8_lossy(&key).to_ascii_uppercase(), value));
-    }
-    pairs
-}
 
 fn fields_text() -> SectionText {
     SectionText::HeaderFields(vec!["FROM".into(), "SUBJECT".into(), "X-MISSING".into()])
@@ -136,16 +50,6 @@ fn section_value(value: Option<&Value>) -> Option<Value> {
     match value {
         Some(Value::Nil) => Some(Value::Str(Vec::new())),
         other => other.cloned(),
-    }
-}
-
-/// Renders a value for a failure message, with control bytes escaped.
-fn show(value: &Value) -> String {
-    match value {
-        Value::Nil => "NIL".to_owned(),
-        Value::Atom(atom) => String::from_utf8_lossy(atom).into_owned(),
-        Value::Str(bytes) => format!("{:?}", String::from_utf8_lossy(bytes)),
-        Value::List(items) => format!("({})", items.iter().map(show).collect::<Vec<_>>().join(" ")),
     }
 }
 

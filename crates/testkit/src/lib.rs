@@ -7,3 +7,4 @@
 pub mod client;
 pub mod corpus;
 pub mod dovecot;
+pub mod value;

@@ -272,6 +272,18 @@ impl Candidate<'_> {
         })
     }
 
+    /// Whether the undecoded body, MIME part headers included, contains
+    /// `needle`. TEXT covers "the header or body of the message"
+    /// (RFC 3501 section 6.4.4), and a part's header is in the body.
+    fn raw_body_contains(&self, needle: &str) -> bool {
+        let raw = self.raw.unwrap_or_default();
+        let body = roost_mime::section(raw, self.derived(), &roost_mime::Section {
+            part: Vec::new(),
+            text: roost_mime::SectionText::Text,
+        });
+        String::from_utf8_lossy(&body).to_lowercase().contains(needle)
+    }
+
     fn header_text_contains(&self, needle: &str) -> bool {
         let raw = self.raw.unwrap_or_default();
         let header = roost_mime::section(raw, self.derived(), &roost_mime::Section {
@@ -316,11 +328,18 @@ impl Key {
             Key::New => message.recent && message.flags.system & system_flag::SEEN == 0,
             Key::Header(name, needle) => message.header_contains(name, needle),
             Key::Body(needle) => message.body_text().contains(needle.as_str()),
-            Key::Text(needle) => message.header_text_contains(needle) || message.body_text().contains(needle.as_str()),
+            Key::Text(needle) => {
+                message.header_text_contains(needle)
+                    || message.body_text().contains(needle.as_str())
+                    || message.raw_body_contains(needle)
+            }
             Key::Date(field, test, date) => {
                 let day = match field {
                     DateField::Internal => message.record.map(|r| internal_day(r.internal_date)),
-                    DateField::Sent => message.derived().sent_date().and_then(utc_day),
+                    // A message without a readable Date: header counts as sent
+                    // at the Unix epoch, as Dovecot 2.3 treats it, so it is
+                    // "before" any date a client names.
+                    DateField::Sent => utc_day(message.derived().sent_date().unwrap_or(0)),
                 };
                 let Some(day) = day else { return false };
                 match test {
