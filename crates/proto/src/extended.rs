@@ -63,8 +63,8 @@ pub struct ExtendedLimits {
 }
 
 impl Default for ExtendedLimits {
-    /// Limits well above what mail clients send: Thunderbird and Apple Mail
-    /// list at most a few patterns at once.
+    /// Estimated limits, chosen well above the few patterns and attributes
+    /// a mail client sends in one command.
     fn default() -> Self {
         Self {
             list_patterns_max: 32,
@@ -120,12 +120,9 @@ impl SavedResultCommand {
 
     /// Returns the command with `set`, the saved result in the numbering
     /// [`Self::uses_uids`] names, in place of `$`. An empty saved result has
-    /// no sequence set form, so the server answers that case itself: the
+    /// no sequence set form, so the server handles that case itself: the
     /// command then applies to no message and succeeds.
-    pub fn into_command(
-        self,
-        set: imap_types::sequence::SequenceSet,
-    ) -> Command<'static> {
+    pub fn into_command(self, set: imap_types::sequence::SequenceSet) -> Command<'static> {
         let mut command = self.command;
         match &mut command.body {
             CommandBody::Fetch { sequence_set, .. }
@@ -143,7 +140,7 @@ impl SavedResultCommand {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Parsed {
     /// The command is not in an extended form; imap-codec's rejection
-    /// stands.
+    /// is returned.
     NotExtended,
     /// A valid extended command.
     Command(Tag<'static>, ExtendedCommand),
@@ -204,7 +201,7 @@ fn parse_uid(scanner: &mut Scanner<'_>) -> ParseResult {
 }
 
 /// Parses a command whose first argument is the sequence set, when that
-/// set is `$`. The scanner stands just after the command name.
+/// set is `$`. The scanner is just after the command name.
 fn parse_saved_result(scanner: &mut Scanner<'_>) -> ParseResult {
     let bytes = scanner.bytes();
     let set_start = scanner.position() + 1;
@@ -215,7 +212,7 @@ fn parse_saved_result(scanner: &mut Scanner<'_>) -> ParseResult {
         return Ok(None);
     }
 
-    // `1` stands in for `$`, so imap-codec checks the other arguments.
+    // `1` replaces `$`, so imap-codec checks the other arguments.
     let mut placeholder = bytes[..set_start].to_vec();
     placeholder.push(b'1');
     placeholder.extend_from_slice(&bytes[set_start + 1..]);

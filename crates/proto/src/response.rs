@@ -6,6 +6,8 @@
 //! without building an imap-types value for it first. Each writer picks the
 //! simplest wire form that is valid for its input.
 //!
+//! The responses of the IMAP4rev2 extensions are in [`rev2`].
+//!
 //! This module has no access to sessions, sockets or storage.
 
 use imap_codec::{ResponseCodec, encode::Encoder};
@@ -17,6 +19,7 @@ use imap_types::{
 };
 
 pub mod codes;
+pub mod rev2;
 
 /// A value that has no valid encoding in the requested form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -19,13 +19,14 @@ use super::{
 /// A LIST command in the extended form.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExtendedList {
-    /// Which mailboxes are listed besides those matching the patterns.
+    /// Selection options: the mailboxes listed besides those matching the
+    /// patterns.
     pub selection: ListSelection,
     /// The reference name.
     pub reference: Mailbox<'static>,
     /// One or more mailbox patterns, in the order sent.
     pub patterns: Vec<ListMailbox<'static>>,
-    /// What each LIST response carries.
+    /// Return options: the data each LIST response carries.
     pub return_options: ListReturnOptions,
 }
 
@@ -78,7 +79,7 @@ pub enum SpecialUse {
     Sent,
     Trash,
     /// Any other flag, with its backslash. It is valid syntax, and RFC 6154
-    /// has the server answer it with `NO [USEATTR]`.
+    /// has the server reject it with `NO [USEATTR]`.
     Other(String),
 }
 
@@ -114,7 +115,7 @@ impl SpecialUse {
     }
 }
 
-/// Parses the arguments of LIST; the scanner stands just after the name.
+/// Parses the arguments of LIST; the scanner is just after the name.
 pub(super) fn parse_list(scanner: &mut Scanner<'_>, limits: &ExtendedLimits) -> ParseResult {
     if scanner.expect(b' ').is_err() {
         return Ok(None);
@@ -133,7 +134,10 @@ pub(super) fn parse_list(scanner: &mut Scanner<'_>, limits: &ExtendedLimits) -> 
         return invalid_unless(extended, "Invalid LIST reference name");
     };
     if scanner.expect(b' ').is_err() {
-        return invalid_unless(extended, "Expected a mailbox pattern after the reference name");
+        return invalid_unless(
+            extended,
+            "Expected a mailbox pattern after the reference name",
+        );
     }
     let mut patterns = Vec::new();
     if scanner.eat(b'(') {
@@ -281,18 +285,12 @@ fn parse_status_items(scanner: &mut Scanner<'_>) -> Result<Vec<StatusDataItemNam
     let items = &scanner.bytes()[start..scanner.position()];
     match decode_piece(&[b"STATUS x ", items]) {
         Some(CommandBody::Status { item_names, .. }) => Ok(item_names.into_owned()),
-        _ => Err(format!(
-            "Unknown STATUS item in {}",
-            quote_for_error(items)
-        )),
+        _ => Err(format!("Unknown STATUS item in {}", quote_for_error(items))),
     }
 }
 
 /// Parses `(atom atom ...)`, which may be empty, and returns the atoms.
-fn parenthesized_atoms<'a>(
-    scanner: &mut Scanner<'a>,
-    what: &str,
-) -> Result<Vec<&'a [u8]>, String> {
+fn parenthesized_atoms<'a>(scanner: &mut Scanner<'a>, what: &str) -> Result<Vec<&'a [u8]>, String> {
     let invalid = || format!("Expected {what} as a list of atoms in parentheses");
     scanner.expect(b'(').map_err(|_| invalid())?;
     let mut atoms = Vec::new();
@@ -305,7 +303,7 @@ fn parenthesized_atoms<'a>(
     Ok(atoms)
 }
 
-/// Parses the arguments of CREATE; the scanner stands just after the name.
+/// Parses the arguments of CREATE; the scanner is just after the name.
 pub(super) fn parse_create(scanner: &mut Scanner<'_>, limits: &ExtendedLimits) -> ParseResult {
     if scanner.expect(b' ').is_err() {
         return Ok(None);

@@ -10,12 +10,7 @@
 
 use std::ops::Range;
 
-use imap_types::{
-    command::CommandBody,
-    core::Charset,
-    search::SearchKey,
-    sequence::SequenceSet,
-};
+use imap_types::{command::CommandBody, core::Charset, search::SearchKey, sequence::SequenceSet};
 
 use super::{ExtendedCommand, ParseResult, decode_piece, quote_for_error, scan::Scanner};
 
@@ -28,8 +23,8 @@ pub struct ExtendedSearch {
     pub charset: Option<Charset<'static>>,
     /// The search criteria, ANDed.
     pub criteria: Criteria,
-    /// The RETURN options, or `None` for a command without RETURN, which is
-    /// answered with a plain SEARCH response.
+    /// The RETURN options, or `None` for a command without RETURN, which gets
+    /// a plain SEARCH response.
     pub return_options: Option<SearchReturnOptions>,
 }
 
@@ -46,7 +41,7 @@ pub struct SearchReturnOptions {
     /// `COUNT`: how many messages match.
     pub count: bool,
     /// `SAVE` (RFC 5182): keep the result for `$`. When SAVE is the only
-    /// option, RFC 5182 says the server sends no ESEARCH response.
+    /// option, RFC 5182 has the server send no ESEARCH response.
     pub save: bool,
 }
 
@@ -67,7 +62,7 @@ pub enum Criteria {
 
 impl Criteria {
     /// Converts to a plain key tree, with `saved_uids`, the saved result as
-    /// UIDs, in place of `$`. `None` stands for an empty or missing saved
+    /// UIDs, in place of `$`. `None` means an empty or missing saved
     /// result, which matches no message (RFC 5182 section 2.1).
     ///
     /// `$` and `UID $` both become `UID saved_uids`: a saved result names
@@ -104,7 +99,7 @@ impl Criteria {
 /// never recurses deeper than imap-codec would.
 const SEARCH_KEY_DEPTH_MAX: usize = 9;
 
-/// Parses the arguments of SEARCH; the scanner stands just after the name.
+/// Parses the arguments of SEARCH; the scanner is just after the name.
 pub(super) fn parse(scanner: &mut Scanner<'_>, uid: bool) -> ParseResult {
     if scanner.expect(b' ').is_err() {
         return Ok(None);
@@ -135,7 +130,11 @@ pub(super) fn parse(scanner: &mut Scanner<'_>, uid: bool) -> ParseResult {
     }
 
     let bytes = scanner.bytes();
-    let rest = replace_saved_results(&bytes[criteria_start..bytes.len() - 2], &walk, criteria_start);
+    let rest = replace_saved_results(
+        &bytes[criteria_start..bytes.len() - 2],
+        &walk,
+        criteria_start,
+    );
     let Some(CommandBody::Search {
         charset, criteria, ..
     }) = decode_piece(&[b"SEARCH ", &rest])
@@ -157,12 +156,17 @@ pub(super) fn parse(scanner: &mut Scanner<'_>, uid: bool) -> ParseResult {
     }
     let criteria = match converted.len() {
         1 => converted.pop().expect("one element"),
-        _ if converted.iter().all(|criteria| !criteria.uses_saved_result()) => {
+        _ if converted
+            .iter()
+            .all(|criteria| !criteria.uses_saved_result()) =>
+        {
             let keys: Vec<SearchKey<'static>> = converted
                 .into_iter()
                 .map(|criteria| criteria.into_search_key(None))
                 .collect();
-            Criteria::Key(SearchKey::And(keys.try_into().expect("criteria are never empty")))
+            Criteria::Key(SearchKey::And(
+                keys.try_into().expect("criteria are never empty"),
+            ))
         }
         _ => Criteria::And(converted),
     };
@@ -205,11 +209,13 @@ fn parse_return_options(scanner: &mut Scanner<'_>) -> Result<SearchReturnOptions
     if !any {
         options.all = true;
     }
-    scanner.expect(b' ').map_err(|_| invalid())?;
+    scanner
+        .expect(b' ')
+        .map_err(|_| "Expected search criteria after RETURN options".to_owned())?;
     Ok(options)
 }
 
-/// What a walk over search criteria found.
+/// The findings of a walk over search criteria.
 #[derive(Debug, Default)]
 struct Walk {
     /// For each sequence-set key, in textual order, whether it is `$`.
@@ -244,8 +250,8 @@ impl Walk {
         let word = scanner.bytes()[word_span.clone()].to_ascii_uppercase();
         match word.as_slice() {
             b"ALL" | b"ANSWERED" | b"DELETED" | b"DRAFT" | b"FLAGGED" | b"NEW" | b"OLD"
-            | b"RECENT" | b"SEEN" | b"UNANSWERED" | b"UNDELETED" | b"UNDRAFT"
-            | b"UNFLAGGED" | b"UNSEEN" => Ok(()),
+            | b"RECENT" | b"SEEN" | b"UNANSWERED" | b"UNDELETED" | b"UNDRAFT" | b"UNFLAGGED"
+            | b"UNSEEN" => Ok(()),
             b"BCC" | b"BODY" | b"CC" | b"FROM" | b"SUBJECT" | b"TEXT" | b"TO" | b"BEFORE"
             | b"ON" | b"SINCE" | b"SENTBEFORE" | b"SENTON" | b"SENTSINCE" | b"KEYWORD"
             | b"UNKEYWORD" | b"LARGER" | b"SMALLER" => self.arguments(scanner, 1),
