@@ -2,9 +2,12 @@
 //!
 //! RFC 3501 section 7.4.1 forbids EXPUNGE while no command runs and during
 //! FETCH, STORE and SEARCH, because the client's sequence numbers would
-//! shift under it. A sync that may not announce expunges therefore leaves
-//! the view as it is; the next command that may (NOOP, IDLE, CHECK, and
-//! every other command except those three) catches up.
+//! shift under it. A sync that may not announce expunges still sends the
+//! other updates (FLAGS, EXISTS, RECENT, FETCH) when nothing was expunged.
+//! When something was, it leaves the view as it is, because the new view's
+//! numbers only hold after the EXPUNGE responses. The next command that may
+//! send them (NOOP, IDLE, CHECK, and every other command except those
+//! three) catches up.
 
 use std::fmt::Write as _;
 
@@ -16,11 +19,9 @@ use super::session::Session;
 use super::view;
 
 /// Announces changes to the selected mailbox since the session's view.
-/// With `allow_expunge` false nothing is announced (see the module doc).
+/// With `allow_expunge` false, nothing is announced if a message was
+/// expunged (see the module doc).
 pub async fn sync(session: &mut Session, out: &mut Output, allow_expunge: bool) {
-    if !allow_expunge {
-        return;
-    }
     let ctx = std::sync::Arc::clone(&session.ctx);
     let Some(selected) = session.selected_mut() else {
         return;
@@ -38,6 +39,9 @@ pub async fn sync(session: &mut Session, out: &mut Output, allow_expunge: bool) 
         }
     };
     let delta = view::delta(&selected.view, &new);
+    if !allow_expunge && !delta.expunged.is_empty() {
+        return;
+    }
 
     for seq in &delta.expunged {
         out.untagged(&format!("{seq} EXPUNGE"));

@@ -52,10 +52,16 @@ pub async fn store(
     };
     let Some(selected) = session.selected_mut() else { return bad("No mailbox selected") };
     selected.own_changes.extend(changes.changed.iter().map(|entry| (entry.uid, entry.modseq)));
+    // Sync before the FETCH responses, so that a keyword new to the mailbox
+    // is announced in FLAGS before a FETCH carries it. The FETCH lines then
+    // use the sequence numbers the client has just been given. Only UID
+    // STORE may send EXPUNGE (RFC 3501 section 7.4.1).
+    crate::imap::sync::sync(session, out, uid).await;
     if response == StoreResponse::Answer {
         // Report the flags of every message in the set as they are now,
         // changed or not, as RFC 3501 section 6.4.6 describes.
-        let records = match ctx.store.messages(selected.id, &uids).await {
+        let Some(mailbox) = session.selected().map(|selected| selected.id) else { return bad("No mailbox selected") };
+        let records = match ctx.store.messages(mailbox, &uids).await {
             Ok(records) => records,
             Err(err) => return super::store_failure(session, err),
         };
