@@ -230,7 +230,13 @@ fn mbsync_push_pull_flags_delete() {
 
     // The source Maildir holds the corpus with LF line ends, as mbsync
     // stores messages; the target starts empty.
-    let messages: Vec<Vec<u8>> = corpus_messages().iter().map(|(_, crlf)| maildir_bytes(crlf)).collect();
+    // mbsync 1.4 skips messages without an empty line after the header
+    // ("incomplete header"), so those stay out of the comparison.
+    let messages: Vec<Vec<u8>> = corpus_messages()
+        .iter()
+        .map(|(_, crlf)| maildir_bytes(crlf))
+        .filter(|message| message.starts_with(b"\n") || message.windows(2).any(|pair| pair == b"\n\n"))
+        .collect();
     for sub in ["cur", "new", "tmp"] {
         fs::create_dir_all(source.join("INBOX").join(sub)).unwrap();
     }

@@ -205,11 +205,6 @@ impl Server {
         }
     }
 
-    /// Returns the process id of the server.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
     /// Returns the stderr lines logged so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
