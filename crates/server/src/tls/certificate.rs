@@ -58,7 +58,7 @@ fn read_file(path: &Path, role: &'static str) -> Result<Vec<u8>, TlsError> {
 fn invalid_pem(path: &Path, role: &'static str, err: &pem::Error) -> TlsError {
     let detail = match err {
         pem::Error::MissingSectionEnd { end_marker } => {
-            format!("missing the line {}", String::from_utf8_lossy(end_marker))
+            format!("missing the line -----END {}-----", String::from_utf8_lossy(end_marker))
         }
         pem::Error::IllegalSectionStart { line } => {
             format!("malformed BEGIN line {}", String::from_utf8_lossy(line))
