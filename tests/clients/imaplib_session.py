@@ -25,7 +25,7 @@ import time
 import corpus
 
 # Seconds that any one read from the server may take before the session
-# is treated as hung. A debug build on a busy two-core machine answers a
+# is treated as hung. A debug build on a busy two-core machine returns a
 # FETCH of the whole corpus in well under this.
 READ_TIMEOUT_SECS = 30
 

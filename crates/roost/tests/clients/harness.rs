@@ -2,7 +2,7 @@
 //! a temporary data directory, port-0 listeners, users added through
 //! `roost user add`, and a raw IMAP and LMTP client for timing checks.
 //!
-//! This module knows the binary's command line and its start-up log lines,
+//! This module depends on the binary's command line and start-up log lines,
 //! and nothing of the server's internals.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,10 +23,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// SIGKILL: the default shutdown_grace of 10 s plus a margin.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Longest time any one read from a server socket may block.
+/// Maximum time that one read from a server socket may block.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Longest time a client program may run before the harness kills it.
+/// Maximum time a client program may run before the harness kills it.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// Returns the workspace root.
