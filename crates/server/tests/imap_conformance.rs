@@ -534,3 +534,72 @@ fn check_close_unselect() {
     assert_eq!(lines(&reply), vec!["* STATUS INBOX (MESSAGES 1)"]);
     assert_tagged(&run(&mut client, "CLOSE"), "BAD");
 }
+
+#[test]
+fn subscription_outlives_mailbox() {
+    // RFC 3501 section 6.3.6: the server must not remove a name from the
+    // subscription list on its own, even when the mailbox is deleted.
+    let server = TestServer::start();
+    let mut client = server.login();
+    assert_ok(&run(&mut client, "CREATE gone"));
+    assert_ok(&run(&mut client, "SUBSCRIBE gone"));
+    assert_ok(&run(&mut client, "DELETE gone"));
+    let reply = run(&mut client, "LSUB \"\" gone");
+    assert_eq!(lines(&reply).len(), 1, "{:?}", lines(&reply));
+    assert!(lines(&reply)[0].ends_with("\"/\" gone"), "{:?}", lines(&reply));
+}
+
+#[test]
+fn login_with_literals_and_quoting() {
+    let server = TestServer::start();
+    let (mut connection, _) = RawConnection::connect(server.imap);
+    connection.send(format!("a LOGIN {{{}}}\r\n", USER.len()).as_bytes());
+    assert!(connection.read_line().unwrap().starts_with('+'));
+    connection.send(format!("{USER} {{{}+}}\r\n{PASSWORD}\r\n", PASSWORD.len()).as_bytes());
+    let reply = connection.read_tagged("a");
+    assert!(reply.last().unwrap().starts_with("a OK"), "{reply:?}");
+
+    let (mut connection, _) = RawConnection::connect(server.imap);
+    let reply = connection.command("b", &format!("LOGIN \"{USER}\" \"{PASSWORD}\""));
+    assert!(reply.last().unwrap().starts_with("b OK"), "{reply:?}");
+}
+
+#[test]
+fn append_and_copy_to_selected_mailbox_announce_exists() {
+    let server = TestServer::start();
+    let mut client = server.login();
+    assert_ok(&run(&mut client, "SELECT INBOX"));
+    let reply = client.append("INBOX", &message("self", "x")).unwrap();
+    assert_ok(&reply);
+    assert!(lines(&reply).contains(&"* 1 EXISTS".to_owned()), "{:?}", lines(&reply));
+    let reply = run(&mut client, "COPY 1 INBOX");
+    assert_ok(&reply);
+    assert!(lines(&reply).contains(&"* 2 EXISTS".to_owned()), "{:?}", lines(&reply));
+    let reply = run(&mut client, "STATUS INBOX (MESSAGES UIDNEXT)");
+    assert_eq!(lines(&reply), vec!["* STATUS INBOX (MESSAGES 2 UIDNEXT 3)"]);
+}
+
+#[test]
+fn close_after_examine_keeps_deleted() {
+    let server = TestServer::start();
+    let mut client = server.login();
+    assert!(client.append("INBOX", &message("a", "x")).unwrap().is_ok());
+    assert_ok(&run(&mut client, "SELECT INBOX"));
+    assert_ok(&run(&mut client, "STORE 1 +FLAGS.SILENT (\\Deleted)"));
+    assert_ok(&run(&mut client, "EXAMINE INBOX"));
+    assert_ok(&run(&mut client, "CLOSE"));
+    let reply = run(&mut client, "STATUS INBOX (MESSAGES)");
+    assert_eq!(lines(&reply), vec!["* STATUS INBOX (MESSAGES 1)"]);
+}
+
+#[test]
+fn list_special_use_and_children_after_changes() {
+    let server = TestServer::start();
+    let mut client = server.login();
+    assert_ok(&run(&mut client, "CREATE Trash/old"));
+    let reply = run(&mut client, "LIST \"\" Trash");
+    assert_eq!(lines(&reply), vec!["* LIST (\\HasChildren \\Trash) \"/\" Trash"]);
+    assert_ok(&run(&mut client, "DELETE Trash/old"));
+    let reply = run(&mut client, "LIST \"\" Trash");
+    assert_eq!(lines(&reply), vec!["* LIST (\\HasNoChildren \\Trash) \"/\" Trash"]);
+}
