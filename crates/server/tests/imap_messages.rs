@@ -500,3 +500,24 @@ fn expunge_waits_during_fetch_store_search() {
     let reply = run(&mut third, "FETCH 1:* (UID)");
     assert_eq!(lines(&reply), vec!["* 1 FETCH (UID 2)", "* 2 FETCH (UID 3)", "* 3 FETCH (UID 4)"]);
 }
+
+#[test]
+fn idle_reports_expunge_from_other_session() {
+    let server = TestServer::start();
+    fill_mailbox(&server);
+    let mut connection = RawConnection::login(server.imap);
+    connection.command("s", "SELECT INBOX");
+    connection.send(b"i IDLE\r\n");
+    assert!(connection.read_line().unwrap().starts_with("+ "));
+
+    // Message 4 is the only \Deleted one.
+    let mut other = server.login();
+    assert_ok(&run(&mut other, "SELECT INBOX"));
+    assert_ok(&run(&mut other, "EXPUNGE"));
+    assert_eq!(connection.read_line().unwrap(), "* 4 EXPUNGE");
+
+    connection.send(b"DONE\r\n");
+    assert_eq!(connection.read_tagged("i"), vec!["i OK IDLE terminated".to_owned()]);
+    let reply = connection.command("f", "FETCH 1:* (UID)");
+    assert_eq!(reply.len(), 4, "{reply:?}");
+}
