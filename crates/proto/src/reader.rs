@@ -51,7 +51,6 @@ use std::ops::Range;
 use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec, decode::Decoder};
 use imap_types::{IntoStatic, auth::AuthenticateData, command::Command, core::Tag, response::Code};
 
-#[cfg(any(test, feature = "rev2"))]
 use crate::extended::ExtendedCommand;
 use crate::extended::{self, ExtendedLimits, Parsed};
 
@@ -122,8 +121,7 @@ pub enum ReadEvent {
     Command(Command<'static>),
     /// A complete, valid command in an IMAP4rev2 form that imap-codec does
     /// not parse, described in [`crate::extended`].
-    #[cfg(any(test, feature = "rev2"))]
-    Extended {
+        Extended {
         /// The command's tag.
         tag: Tag<'static>,
         /// The decoded command.
@@ -539,10 +537,7 @@ impl CommandReader {
             return rejected(describe_invalid_command(&self.command, true));
         }
         match extended::parse(&self.command, &options.extended) {
-            #[cfg(any(test, feature = "rev2"))]
             Parsed::Command(tag, command) => ReadEvent::Extended { tag, command },
-            #[cfg(not(any(test, feature = "rev2")))]
-            Parsed::Command(..) => rejected(describe_invalid_command(&self.command, false)),
             Parsed::Invalid(text) => rejected(text),
             Parsed::NotExtended => rejected(describe_invalid_command(&self.command, false)),
         }

@@ -1,7 +1,9 @@
 //! Routes each command to its handler after checking the session state
 //! allows it.
 
+use roost_proto::extended::ExtendedCommand;
 use roost_proto::state::{SessionState, check_allowed};
+use roost_proto::types::core::Tag;
 use roost_proto::types::command::CommandBody;
 use tokio::net::TcpStream;
 use tracing::debug;
@@ -36,21 +38,72 @@ pub async fn dispatch(
     );
 
     let outcome = cmd::run(session, command, out, stream).await?;
+    Ok(finish(session, &tag, outcome, allow_expunge, out).await)
+}
+
+/// Runs a command that only Roost's extended grammar parses (the IMAP4rev2
+/// forms imap-codec lacks), after the same state check.
+pub async fn dispatch_extended(
+    session: &mut Session,
+    tag: Tag<'static>,
+    command: ExtendedCommand,
+    out: &mut Output,
+    stream: &mut TcpStream,
+) -> std::io::Result<Flow> {
+    let tag = tag.inner().to_owned();
+    let (required, allow_expunge) = match &command {
+        ExtendedCommand::List(_) | ExtendedCommand::Create(_) => (Required::Authenticated, true),
+        ExtendedCommand::Search(search) => (Required::Selected, search.uid),
+        ExtendedCommand::SavedResult(saved) => {
+            if let Err(rejection) = check_allowed(protocol_state(&session.state), saved.body()) {
+                out.status(Some(&tag), Status::Bad, None, rejection.text);
+                return Ok(Flow::Continue);
+            }
+            (Required::Selected, saved.uses_uids())
+        }
+    };
+    let allowed = match (&session.state, required) {
+        (State::Selected(..), _) => true,
+        (State::Authenticated(_), Required::Authenticated) => true,
+        _ => false,
+    };
+    if !allowed {
+        let text = match required {
+            Required::Authenticated => "Command is not valid before authentication: log in first",
+            Required::Selected => "Command requires a selected mailbox: use SELECT or EXAMINE first",
+        };
+        out.status(Some(&tag), Status::Bad, None, text);
+        return Ok(Flow::Continue);
+    }
+    let outcome = cmd::run_extended(session, command, out, stream).await?;
+    Ok(finish(session, &tag, outcome, allow_expunge, out).await)
+}
+
+/// The state an extended command needs.
+#[derive(Clone, Copy)]
+enum Required {
+    Authenticated,
+    Selected,
+}
+
+/// Sends pending updates and the tagged response of a finished command.
+async fn finish(session: &mut Session, tag: &str, outcome: Outcome, allow_expunge: bool, out: &mut Output) -> Flow {
+    let tag = Some(tag);
     match outcome {
         Outcome::Done(reply) => {
             sync(session, out, allow_expunge).await;
-            out.status(Some(&tag), reply.status, reply.code.as_deref(), &reply.text);
-            Ok(Flow::Continue)
+            out.status(tag, reply.status, reply.code.as_deref(), &reply.text);
+            Flow::Continue
         }
-        Outcome::Continued => Ok(Flow::Continue),
+        Outcome::Continued => Flow::Continue,
         Outcome::Close(reply) => {
-            out.status(Some(&tag), reply.status, reply.code.as_deref(), &reply.text);
-            Ok(Flow::Close)
+            out.status(tag, reply.status, reply.code.as_deref(), &reply.text);
+            Flow::Close
         }
         Outcome::Disconnect(reply, bye) => {
-            out.status(Some(&tag), reply.status, reply.code.as_deref(), &reply.text);
+            out.status(tag, reply.status, reply.code.as_deref(), &reply.text);
             out.untagged(&format!("BYE {bye}"));
-            Ok(Flow::Close)
+            Flow::Close
         }
     }
 }

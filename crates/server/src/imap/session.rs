@@ -73,6 +73,16 @@ pub enum Pending {
     Authenticate(Tag<'static>),
 }
 
+/// Extensions the client turned on with ENABLE (RFC 5161).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Enabled {
+    /// IMAP4rev2 behaviour (RFC 9051): no \Recent, ESEARCH results,
+    /// UTF-8 mailbox names.
+    pub imap4rev2: bool,
+    /// UTF-8 in quoted strings and mailbox names (RFC 6855).
+    pub utf8_accept: bool,
+}
+
 /// Everything a session keeps between commands.
 pub struct Session {
     pub ctx: Arc<ImapContext>,
@@ -80,6 +90,7 @@ pub struct Session {
     pub id: u64,
     pub state: State,
     pub pending: Pending,
+    pub enabled: Enabled,
     reader: CommandReader,
     registration: Registration,
 }
@@ -98,6 +109,7 @@ impl Session {
             id,
             state: State::NotAuthenticated { failures: 0 },
             pending: Pending::None,
+            enabled: Enabled::default(),
             reader: CommandReader::new(),
             registration,
         }
@@ -285,6 +297,9 @@ async fn process_buffered(session: &mut Session, stream: &mut TcpStream) -> std:
         let mut out = Output::new();
         let flow = match event {
             ReadEvent::Command(command) => super::dispatch::dispatch(session, command, &mut out, stream).await?,
+            ReadEvent::Extended { tag, command } => {
+                super::dispatch::dispatch_extended(session, tag, command, &mut out, stream).await?
+            }
             ReadEvent::ContinuationNeeded { .. } => {
                 out.line("+ Ready for literal data");
                 Flow::Continue

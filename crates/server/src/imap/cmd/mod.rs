@@ -13,6 +13,7 @@ pub mod misc;
 pub mod search;
 pub mod select;
 
+use roost_proto::extended::ExtendedCommand;
 use roost_proto::types::command::CommandBody;
 use roost_store::StoreError;
 use tokio::net::TcpStream;
@@ -137,4 +138,24 @@ pub async fn run(
         _ => bad(format!("{} is not supported", command.body.name())),
     };
     Ok(outcome)
+}
+
+/// Calls the handler of a command parsed by Roost's extended grammar (the
+/// IMAP4rev2 forms imap-codec lacks); the state was already checked.
+pub async fn run_extended(
+    session: &mut Session,
+    command: ExtendedCommand,
+    out: &mut Output,
+    stream: &mut TcpStream,
+) -> std::io::Result<Outcome> {
+    let _ = (session, out, stream);
+    let name = match command {
+        ExtendedCommand::Search(_) => "SEARCH RETURN",
+        ExtendedCommand::SavedResult(_) => "The saved search result ($)",
+        ExtendedCommand::List(_) => "Extended LIST",
+        ExtendedCommand::Create(_) => "CREATE with USE",
+    };
+    // TODO: IMAP4rev2 handlers for these forms are being added; until then
+    // they are rejected as unsupported, which is what a rev1 server does.
+    Ok(bad(format!("{name} is not supported")))
 }
