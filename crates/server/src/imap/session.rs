@@ -136,6 +136,14 @@ impl Session {
         }
     }
 
+    /// Lets the client send UTF-8 in quoted strings from now on, after
+    /// `ENABLE UTF8=ACCEPT` or `ENABLE IMAP4rev2` (RFC 6855, RFC 9051).
+    pub fn accept_utf8(&mut self) {
+        let mut options = self.reader.options();
+        options.utf8_accepted = true;
+        self.reader.set_options(options);
+    }
+
     fn reader_limits(&self) -> ReaderLimits {
         let limits = &self.ctx.config.limits;
         match self.state {
