@@ -4,21 +4,26 @@
 #[allow(dead_code)]
 #[path = "../src/tls/mod.rs"]
 mod tls;
+mod tls_support;
 #[allow(dead_code)]
 #[path = "../src/transport/mod.rs"]
 mod transport;
-mod tls_support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tls::{TlsAcceptor, TlsError, TlsSettings};
-use tls_support::{client_config, connect, listen, presented_fingerprint, round_trip, write_certificate};
+use tls_support::{
+    client_config, connect, listen, presented_fingerprint, round_trip, write_certificate,
+};
 use tokio::io::AsyncWriteExt;
 
 fn settings(certificate: &Path, key: &Path) -> TlsSettings {
-    TlsSettings { cert_path: Some(certificate.to_owned()), key_path: Some(key.to_owned()) }
+    TlsSettings {
+        cert_path: Some(certificate.to_owned()),
+        key_path: Some(key.to_owned()),
+    }
 }
 
 /// Loads `settings` and returns the error's message, checking that it is
@@ -29,9 +34,16 @@ fn load_error(settings: &TlsSettings, data_dir: &Path, path: Option<&Path>) -> (
         Err(err) => err,
     };
     let message = err.to_string();
-    assert!(!message.contains('\n'), "message is not one line: {message}");
+    assert!(
+        !message.contains('\n'),
+        "message is not one line: {message}"
+    );
     if let Some(path) = path {
-        assert!(message.contains(&path.display().to_string()), "message does not name {}: {message}", path.display());
+        assert!(
+            message.contains(&path.display().to_string()),
+            "message does not name {}: {message}",
+            path.display()
+        );
     }
     (err, message)
 }
@@ -73,7 +85,11 @@ fn key_file_without_key_named() {
     let dir = tempfile::tempdir().unwrap();
     let (certificate, _, _) = write_certificate(dir.path(), "server");
     // A certificate where the key should be: valid PEM, but no key.
-    let (err, message) = load_error(&settings(&certificate, &certificate), dir.path(), Some(&certificate));
+    let (err, message) = load_error(
+        &settings(&certificate, &certificate),
+        dir.path(),
+        Some(&certificate),
+    );
     assert!(matches!(err, TlsError::NoKey { .. }), "{err:?}");
     assert!(message.contains("PRIVATE KEY"), "{message}");
 }
@@ -95,19 +111,32 @@ fn mismatched_key_names_both_files() {
     let dir = tempfile::tempdir().unwrap();
     let (certificate, _, _) = write_certificate(dir.path(), "first");
     let (_, other_key, _) = write_certificate(dir.path(), "second");
-    let (err, message) = load_error(&settings(&certificate, &other_key), dir.path(), Some(&other_key));
+    let (err, message) = load_error(
+        &settings(&certificate, &other_key),
+        dir.path(),
+        Some(&other_key),
+    );
     assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err:?}");
-    assert!(message.contains(&certificate.display().to_string()), "{message}");
+    assert!(
+        message.contains(&certificate.display().to_string()),
+        "{message}"
+    );
 }
 
 #[test]
 fn one_path_without_the_other_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let (certificate, key, _) = write_certificate(dir.path(), "server");
-    let only_certificate = TlsSettings { cert_path: Some(certificate), key_path: None };
+    let only_certificate = TlsSettings {
+        cert_path: Some(certificate),
+        key_path: None,
+    };
     let (err, _) = load_error(&only_certificate, dir.path(), None);
     assert!(matches!(err, TlsError::KeyPathMissing), "{err:?}");
-    let only_key = TlsSettings { cert_path: None, key_path: Some(key) };
+    let only_key = TlsSettings {
+        cert_path: None,
+        key_path: Some(key),
+    };
     let (err, _) = load_error(&only_key, dir.path(), None);
     assert!(matches!(err, TlsError::CertificatePathMissing), "{err:?}");
 }
@@ -168,7 +197,12 @@ fn self_signed_created_once_and_reused() {
 
     let fingerprint = first.fingerprint();
     assert_eq!(fingerprint.len(), 32 * 3 - 1, "{fingerprint}");
-    assert!(fingerprint.split(':').all(|pair| pair.len() == 2 && pair.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())));
+    assert!(fingerprint.split(':').all(|pair| {
+        pair.len() == 2
+            && pair
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
+    }));
 
     let second = TlsAcceptor::load(&TlsSettings::default(), data_dir.path()).unwrap();
     assert_eq!(second.fingerprint(), fingerprint);
@@ -186,7 +220,9 @@ async fn self_signed_certificate_serves_localhost() {
     let (listener, address) = listen().await;
     let server = tls_support::spawn_echo_server(listener, Arc::clone(&acceptor));
 
-    let mut client = connect(address, client_config(&[certificate])).await.unwrap();
+    let mut client = connect(address, client_config(&[certificate]))
+        .await
+        .unwrap();
     assert_eq!(presented_fingerprint(&client), acceptor.fingerprint());
     assert_eq!(round_trip(&mut client, b"s NOOP\r\n").await, b"s NOOP\r\n");
     client.shutdown().await.unwrap();
@@ -194,7 +230,12 @@ async fn self_signed_certificate_serves_localhost() {
 }
 
 /// Replaces the certificate and key at the given paths with a new pair.
-fn replace_certificate(dir: &Path, certificate: &PathBuf, key: &PathBuf, name: &str) -> rustls::pki_types::CertificateDer<'static> {
+fn replace_certificate(
+    dir: &Path,
+    certificate: &PathBuf,
+    key: &PathBuf,
+    name: &str,
+) -> rustls::pki_types::CertificateDer<'static> {
     let (new_certificate, new_key, der) = write_certificate(dir, name);
     fs::rename(new_certificate, certificate).unwrap();
     fs::rename(new_key, key).unwrap();
@@ -205,12 +246,15 @@ fn replace_certificate(dir: &Path, certificate: &PathBuf, key: &PathBuf, name: &
 async fn reload_switches_certificate_for_new_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let (certificate_path, key_path, old) = write_certificate(dir.path(), "old");
-    let acceptor = Arc::new(TlsAcceptor::load(&settings(&certificate_path, &key_path), dir.path()).unwrap());
+    let acceptor =
+        Arc::new(TlsAcceptor::load(&settings(&certificate_path, &key_path), dir.path()).unwrap());
     let old_fingerprint = acceptor.fingerprint();
 
     let (listener, address) = listen().await;
     let first_server = tls_support::spawn_echo_server(listener, Arc::clone(&acceptor));
-    let mut first = connect(address, client_config(&[old.clone()])).await.unwrap();
+    let mut first = connect(address, client_config(&[old.clone()]))
+        .await
+        .unwrap();
     assert_eq!(presented_fingerprint(&first), old_fingerprint);
 
     let new = replace_certificate(dir.path(), &certificate_path, &key_path, "new");
@@ -236,7 +280,8 @@ async fn reload_switches_certificate_for_new_sessions() {
 async fn failed_reload_keeps_old_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (certificate_path, key_path, old) = write_certificate(dir.path(), "old");
-    let acceptor = Arc::new(TlsAcceptor::load(&settings(&certificate_path, &key_path), dir.path()).unwrap());
+    let acceptor =
+        Arc::new(TlsAcceptor::load(&settings(&certificate_path, &key_path), dir.path()).unwrap());
     let old_fingerprint = acceptor.fingerprint();
 
     // A new certificate without its key: the pair no longer matches.

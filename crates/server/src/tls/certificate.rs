@@ -12,7 +12,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::TlsError;
 
-/// Folder under the data folder that holds the generated certificate.
+/// Folder under the data folder that contains the generated certificate.
 pub const GENERATED_DIR: &str = "tls";
 /// File name of the generated certificate, in [`GENERATED_DIR`].
 pub const GENERATED_CERTIFICATE_FILE: &str = "certificate.pem";
@@ -33,32 +33,48 @@ pub struct CertificateFiles {
 
 /// Reads the certificate chain (leaf first) and the private key (PKCS#8,
 /// PKCS#1 or SEC1) from PEM files.
-pub fn read_pem_files(certificate_path: &Path, key_path: &Path) -> Result<CertificateFiles, TlsError> {
+pub fn read_pem_files(
+    certificate_path: &Path,
+    key_path: &Path,
+) -> Result<CertificateFiles, TlsError> {
     let certificate_pem = read_file(certificate_path, "certificate")?;
     let chain = CertificateDer::pem_slice_iter(&certificate_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|err| invalid_pem(certificate_path, "certificate", &err))?;
     if chain.is_empty() {
-        return Err(TlsError::NoCertificate { path: certificate_path.to_owned() });
+        return Err(TlsError::NoCertificate {
+            path: certificate_path.to_owned(),
+        });
     }
 
     let key_pem = read_file(key_path, "key")?;
     let key = match PrivateKeyDer::from_pem_slice(&key_pem) {
         Ok(key) => key,
-        Err(pem::Error::NoItemsFound) => return Err(TlsError::NoKey { path: key_path.to_owned() }),
+        Err(pem::Error::NoItemsFound) => {
+            return Err(TlsError::NoKey {
+                path: key_path.to_owned(),
+            });
+        }
         Err(err) => return Err(invalid_pem(key_path, "key", &err)),
     };
     Ok(CertificateFiles { chain, key })
 }
 
 fn read_file(path: &Path, role: &'static str) -> Result<Vec<u8>, TlsError> {
-    fs::read(path).map_err(|source| TlsError::Read { role, path: path.to_owned(), source })
+    fs::read(path).map_err(|source| TlsError::Read {
+        role,
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn invalid_pem(path: &Path, role: &'static str, err: &pem::Error) -> TlsError {
     let detail = match err {
         pem::Error::MissingSectionEnd { end_marker } => {
-            format!("missing the line -----END {}-----", String::from_utf8_lossy(end_marker))
+            format!(
+                "missing the line -----END {}-----",
+                String::from_utf8_lossy(end_marker)
+            )
         }
         pem::Error::IllegalSectionStart { line } => {
             format!("malformed BEGIN line {}", String::from_utf8_lossy(line))
@@ -66,13 +82,20 @@ fn invalid_pem(path: &Path, role: &'static str, err: &pem::Error) -> TlsError {
         pem::Error::Base64Decode(detail) => format!("invalid base64: {detail}"),
         other => other.to_string(),
     };
-    TlsError::InvalidPem { role, path: path.to_owned(), detail }
+    TlsError::InvalidPem {
+        role,
+        path: path.to_owned(),
+        detail,
+    }
 }
 
 /// Paths of the generated certificate and key under `data_dir`.
 pub fn generated_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     let dir = data_dir.join(GENERATED_DIR);
-    (dir.join(GENERATED_CERTIFICATE_FILE), dir.join(GENERATED_KEY_FILE))
+    (
+        dir.join(GENERATED_CERTIFICATE_FILE),
+        dir.join(GENERATED_KEY_FILE),
+    )
 }
 
 /// Creates a self-signed certificate for localhost, 127.0.0.1 and ::1
@@ -92,7 +115,10 @@ pub fn ensure_generated(data_dir: &Path) -> Result<bool, TlsError> {
         .recursive(true)
         .mode(0o700)
         .create(&dir)
-        .map_err(|source| TlsError::Write { path: dir.clone(), source })?;
+        .map_err(|source| TlsError::Write {
+            path: dir.clone(),
+            source,
+        })?;
 
     let (certificate_pem, key_pem) = generate_self_signed()?;
     write_new_file(&key_path, key_pem.as_bytes(), 0o600)?;
@@ -102,20 +128,29 @@ pub fn ensure_generated(data_dir: &Path) -> Result<bool, TlsError> {
 
 /// Returns a new self-signed certificate and its ECDSA P-256 key, as PEM.
 fn generate_self_signed() -> Result<(String, String), TlsError> {
-    let names: Vec<String> = GENERATED_NAMES.iter().map(|name| (*name).to_owned()).collect();
+    let names: Vec<String> = GENERATED_NAMES
+        .iter()
+        .map(|name| (*name).to_owned())
+        .collect();
     let mut params = rcgen::CertificateParams::new(names).map_err(TlsError::Generate)?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Roost self-signed certificate for localhost");
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        "Roost self-signed certificate for localhost",
+    );
 
     // Start the validity at the start of today (UTC) so a client whose
     // clock is a little behind still accepts the certificate. February 29
     // is moved to the 28th so that the end date exists.
     let today = chrono::Utc::now().date_naive();
-    let day = if today.month() == 2 && today.day() == 29 { 28 } else { today.day() };
+    let day = if today.month() == 2 && today.day() == 29 {
+        28
+    } else {
+        today.day()
+    };
     let month = today.month() as u8;
     params.not_before = rcgen::date_time_ymd(today.year(), month, day as u8);
-    params.not_after = rcgen::date_time_ymd(today.year() + GENERATED_VALIDITY_YEARS, month, day as u8);
+    params.not_after =
+        rcgen::date_time_ymd(today.year() + GENERATED_VALIDITY_YEARS, month, day as u8);
 
     let key_pair = rcgen::KeyPair::generate().map_err(TlsError::Generate)?;
     let certificate = params.self_signed(&key_pair).map_err(TlsError::Generate)?;
@@ -135,7 +170,10 @@ fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsErro
         file.sync_all()?;
         fs::rename(&temporary, path)
     };
-    write().map_err(|source| TlsError::Write { path: path.to_owned(), source })
+    write().map_err(|source| TlsError::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Returns the SHA-256 fingerprint of a DER certificate as colon-separated
@@ -143,7 +181,11 @@ fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsErro
 /// -fingerprint -sha256` show.
 pub fn fingerprint_sha256(certificate: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, certificate);
-    let pairs: Vec<String> = digest.as_ref().iter().map(|byte| format!("{byte:02X}")).collect();
+    let pairs: Vec<String> = digest
+        .as_ref()
+        .iter()
+        .map(|byte| format!("{byte:02X}"))
+        .collect();
     pairs.join(":")
 }
 
@@ -167,7 +209,10 @@ mod tests {
         assert!(ensure_generated(dir.path()).unwrap());
         let (certificate_path, key_path) = generated_paths(dir.path());
         let key_mode = fs::metadata(&key_path).unwrap().permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key_mode) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&key_mode) & 0o777,
+            0o600
+        );
         let files = read_pem_files(&certificate_path, &key_path).unwrap();
         assert_eq!(files.chain.len(), 1);
     }

@@ -19,7 +19,7 @@ use rustls::ServerConfig;
 use rustls::server::ProducesTickets;
 use tracing::info;
 
-/// Where the server certificate comes from.
+/// The source of the server certificate: files, or a generated one.
 #[derive(Clone, Debug, Default)]
 pub struct TlsSettings {
     /// PEM file with the certificate chain, leaf first. With `key_path`
@@ -86,7 +86,7 @@ pub enum TlsError {
 
 /// ALPN protocol name of IMAP (IANA's TLS ALPN registry). A client that
 /// offers ALPN without it is rejected, which stops a TLS connection meant
-/// for another protocol from being answered as IMAP (the ALPACA attack).
+/// for another protocol from being served as IMAP (the ALPACA attack).
 /// Clients that offer no ALPN are accepted.
 const ALPN_IMAP: &[u8] = b"imap";
 
@@ -119,19 +119,28 @@ impl TlsAcceptor {
     /// certificate's SHA-256 fingerprint. Reads files, so a running server
     /// calls it from a blocking task.
     pub fn load(settings: &TlsSettings, data_dir: &Path) -> Result<TlsAcceptor, TlsError> {
-        let (certificate_path, key_path, generated_in) = match (&settings.cert_path, &settings.key_path) {
-            (Some(certificate), Some(key)) => (certificate.clone(), key.clone(), None),
-            (Some(_), None) => return Err(TlsError::KeyPathMissing),
-            (None, Some(_)) => return Err(TlsError::CertificatePathMissing),
-            (None, None) => {
-                let (certificate, key) = certificate::generated_paths(data_dir);
-                (certificate, key, Some(data_dir.to_owned()))
-            }
+        let (certificate_path, key_path, generated_in) =
+            match (&settings.cert_path, &settings.key_path) {
+                (Some(certificate), Some(key)) => (certificate.clone(), key.clone(), None),
+                (Some(_), None) => return Err(TlsError::KeyPathMissing),
+                (None, Some(_)) => return Err(TlsError::CertificatePathMissing),
+                (None, None) => {
+                    let (certificate, key) = certificate::generated_paths(data_dir);
+                    (certificate, key, Some(data_dir.to_owned()))
+                }
+            };
+        let source = CertificateSource {
+            certificate_path,
+            key_path,
+            generated_in,
         };
-        let source = CertificateSource { certificate_path, key_path, generated_in };
         let ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Tickets)?;
         let loaded = source.read(&ticketer)?;
-        Ok(TlsAcceptor { source, ticketer, current: RwLock::new(loaded) })
+        Ok(TlsAcceptor {
+            source,
+            ticketer,
+            current: RwLock::new(loaded),
+        })
     }
 
     /// Rereads the certificate and key (for SIGHUP). New handshakes use the
@@ -139,27 +148,33 @@ impl TlsAcceptor {
     /// pair stays in use and the error is returned for the caller to log.
     pub fn reload(&self) -> Result<(), TlsError> {
         let loaded = self.source.read(&self.ticketer)?;
-        *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = loaded;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = loaded;
         Ok(())
     }
 
-    /// The config for a handshake that starts now.
+    /// Returns the config for a handshake that starts now.
     pub fn server_config(&self) -> Arc<ServerConfig> {
         Arc::clone(&self.current().config)
     }
 
-    /// SHA-256 fingerprint of the current leaf certificate, as `AA:BB:...`.
+    /// Returns the SHA-256 fingerprint of the current leaf certificate, as
+    /// `AA:BB:...`.
     pub fn fingerprint(&self) -> String {
         self.current().fingerprint.clone()
     }
 
-    /// The certificate file in use, configured or generated.
+    /// Returns the certificate file in use, configured or generated.
     pub fn certificate_path(&self) -> &Path {
         &self.source.certificate_path
     }
 
     fn current(&self) -> RwLockReadGuard<'_, Loaded> {
-        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -179,7 +194,10 @@ impl CertificateSource {
             generated,
             "TLS certificate loaded"
         );
-        Ok(Loaded { config: Arc::new(config), fingerprint })
+        Ok(Loaded {
+            config: Arc::new(config),
+            fingerprint,
+        })
     }
 
     fn build_config(
@@ -193,10 +211,12 @@ impl CertificateSource {
             .with_no_client_auth()
             .with_single_cert(files.chain, files.key)
             .map_err(|source| match source {
-                rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => TlsError::KeyMismatch {
-                    certificate: self.certificate_path.clone(),
-                    key: self.key_path.clone(),
-                },
+                rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                    TlsError::KeyMismatch {
+                        certificate: self.certificate_path.clone(),
+                        key: self.key_path.clone(),
+                    }
+                }
                 source => self.rejected(source),
             })?;
         config.ticketer = Arc::clone(ticketer);
@@ -205,7 +225,11 @@ impl CertificateSource {
     }
 
     fn rejected(&self, source: rustls::Error) -> TlsError {
-        TlsError::Rejected { certificate: self.certificate_path.clone(), key: self.key_path.clone(), source }
+        TlsError::Rejected {
+            certificate: self.certificate_path.clone(),
+            key: self.key_path.clone(),
+            source,
+        }
     }
 }
 

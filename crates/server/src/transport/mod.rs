@@ -7,7 +7,7 @@
 //! [`Transport::release_buffers`], which frees TLS buffers while the session
 //! waits, and [`Transport::start_tls`] for STARTTLS.
 //!
-//! This module knows sockets and TLS records. It must not know IMAP
+//! This module handles sockets and TLS records. It must not know IMAP
 //! commands or responses, and it never reads certificate files (that is
 //! [`crate::tls`]).
 
@@ -32,7 +32,11 @@ pub enum Transport {
 impl Transport {
     /// Accepts an implicit-TLS connection (the port 993 role): the
     /// handshake starts as soon as the TCP connection is open.
-    pub async fn accept_tls(socket: TcpStream, acceptor: &TlsAcceptor, limits: &TlsLimits) -> io::Result<Transport> {
+    pub async fn accept_tls(
+        socket: TcpStream,
+        acceptor: &TlsAcceptor,
+        limits: &TlsLimits,
+    ) -> io::Result<Transport> {
         let session = TlsSession::accept(socket, acceptor.server_config(), limits).await?;
         Ok(Transport::Tls(session))
     }
@@ -48,16 +52,28 @@ impl Transport {
     /// the socket are fed to the handshake, which fails on them.
     ///
     /// Fails with `InvalidInput` when the connection is already TLS.
-    pub async fn start_tls(self, acceptor: &TlsAcceptor, limits: &TlsLimits, buffered_plaintext: Vec<u8>) -> io::Result<Transport> {
+    pub async fn start_tls(
+        self,
+        acceptor: &TlsAcceptor,
+        limits: &TlsLimits,
+        buffered_plaintext: Vec<u8>,
+    ) -> io::Result<Transport> {
         let socket = match self {
             Transport::Plain(socket) => socket,
             Transport::Tls(_) => {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "STARTTLS on a connection that already uses TLS"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "STARTTLS on a connection that already uses TLS",
+                ));
             }
         };
         if !buffered_plaintext.is_empty() {
             let peer = socket.peer_addr().ok();
-            warn!(?peer, bytes = buffered_plaintext.len(), "discarded plaintext sent after STARTTLS");
+            warn!(
+                ?peer,
+                bytes = buffered_plaintext.len(),
+                "discarded plaintext sent after STARTTLS"
+            );
         }
         drop(buffered_plaintext);
         Transport::accept_tls(socket, acceptor, limits).await
@@ -117,7 +133,7 @@ impl Transport {
         matches!(self, Transport::Tls(_))
     }
 
-    /// The underlying socket, for addresses and socket options.
+    /// Returns the underlying socket, for addresses and socket options.
     pub fn socket(&self) -> &TcpStream {
         match self {
             Transport::Plain(socket) => socket,
@@ -147,13 +163,20 @@ mod tests {
     fn transport_stays_small() {
         let transport = size_of::<Transport>();
         let socket = size_of::<TcpStream>();
-        assert!(transport <= TRANSPORT_BYTES_MAX, "Transport is {transport} bytes");
-        assert!(transport <= socket + 16, "Transport is {transport} bytes, TcpStream {socket}");
+        assert!(
+            transport <= TRANSPORT_BYTES_MAX,
+            "Transport is {transport} bytes"
+        );
+        assert!(
+            transport <= socket + 16,
+            "Transport is {transport} bytes, TcpStream {socket}"
+        );
     }
 
     #[test]
     fn boxed_tls_state_stays_small() {
         let state = tls_session::tls_state_size();
+        eprintln!("boxed TLS state: {state} bytes");
         assert!(state <= TLS_STATE_BYTES_MAX, "TLS state is {state} bytes");
     }
 }

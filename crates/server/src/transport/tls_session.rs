@@ -8,8 +8,8 @@
 //! contrast, keeps at least a 4 KiB receive buffer allocated once it has
 //! read anything.
 //!
-//! This module knows TLS records and sockets. It must not know IMAP: the
-//! STARTTLS rules that concern commands live with the caller of
+//! This module handles TLS records and sockets. It must not know IMAP: the
+//! STARTTLS rules that concern commands belong to the caller of
 //! [`super::Transport::start_tls`].
 
 use std::io;
@@ -80,8 +80,8 @@ struct TlsState {
     close_notify_sent: bool,
 }
 
-/// What the caller of [`TlsState::process`] wants done once rustls is
-/// ready for application data.
+/// The write [`TlsState::process`] does once rustls is ready for
+/// application data.
 #[derive(Clone, Copy)]
 enum WriteAction<'a> {
     None,
@@ -89,7 +89,7 @@ enum WriteAction<'a> {
     CloseNotify,
 }
 
-/// Where [`TlsState::process`] stopped.
+/// The state [`TlsState::process`] stopped in.
 #[derive(Debug, PartialEq, Eq)]
 enum Progress {
     /// rustls needs more bytes from the peer.
@@ -107,10 +107,14 @@ impl TlsSession {
     /// Performs the server side of a TLS handshake on `socket`.
     ///
     /// Fails with `TimedOut` when the handshake takes longer than
-    /// `limits.handshake_timeout`, with `UnexpectedEof` when the peer
-    /// closes mid-handshake and with `InvalidData` when the peer sends
-    /// something rustls rejects; rustls' alert is sent before returning.
-    pub async fn accept(socket: TcpStream, config: Arc<ServerConfig>, limits: &TlsLimits) -> io::Result<TlsSession> {
+    /// `limits.handshake_timeout`, and with `UnexpectedEof` when the peer
+    /// closes mid-handshake. Fails with `InvalidData` when the peer sends
+    /// something rustls rejects, after sending rustls' alert.
+    pub async fn accept(
+        socket: TcpStream,
+        config: Arc<ServerConfig>,
+        limits: &TlsLimits,
+    ) -> io::Result<TlsSession> {
         if limits.incoming_bytes_max < RECORD_BYTES_MAX {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -140,7 +144,10 @@ impl TlsSession {
             Ok(Err(err)) => Err(err),
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("TLS handshake timed out after {:?}", limits.handshake_timeout),
+                format!(
+                    "TLS handshake timed out after {:?}",
+                    limits.handshake_timeout
+                ),
             )),
         }
     }
@@ -157,7 +164,9 @@ impl TlsSession {
             };
             self.send_queued().await?;
             match progress {
-                Progress::Ready if self.state.connection.is_handshaking() => self.receive_during_handshake().await?,
+                Progress::Ready if self.state.connection.is_handshaking() => {
+                    self.receive_during_handshake().await?
+                }
                 Progress::Ready => return Ok(()),
                 // The client may send its first command in the same flight
                 // as its Finished message.
@@ -233,7 +242,13 @@ impl TlsSession {
                     self.state.unprocessed = false;
                     // Records rustls produced while reading (an alert, or
                     // its reply to a renegotiation attempt) go out now.
+                    // NOTE: what the socket does not take at once waits in
+                    // `outgoing` for the next write, flush or shutdown.
                     self.send_queued_nonblocking();
+                    if self.state.read_closed {
+                        // close_notify arrived: the loop's top returns 0.
+                        continue;
+                    }
                     if !self.state.receive(&self.socket)? {
                         debug!("TLS peer closed the connection without close_notify");
                         self.state.read_closed = true;
@@ -244,7 +259,7 @@ impl TlsSession {
     }
 
     /// Encrypts `bytes` and writes them to the socket, one record of at
-    /// most 16 KiB at a time, so the outgoing buffer never holds more than
+    /// most 16 KiB at a time, so the outgoing buffer never contains more than
     /// one record plus any queued alert or KeyUpdate.
     pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         for chunk in bytes.chunks(RECORD_PLAINTEXT_BYTES_MAX) {
@@ -283,8 +298,8 @@ impl TlsSession {
         self.socket.shutdown().await
     }
 
-    /// Frees every buffer that holds nothing, and shrinks the incoming
-    /// buffer to the partial record it holds. Call it before waiting.
+    /// Frees every empty buffer and shrinks the incoming buffer to the
+    /// partial record in it. Call it before waiting.
     pub fn release_buffers(&mut self) {
         let state = &mut *self.state;
         if state.incoming.is_empty() {
@@ -301,12 +316,12 @@ impl TlsSession {
         }
     }
 
-    /// The underlying socket, for addresses and socket options.
+    /// Returns the underlying socket, for addresses and socket options.
     pub fn socket(&self) -> &TcpStream {
         &self.socket
     }
 
-    /// The negotiated protocol version, such as `TLSv1_3`.
+    /// Returns the negotiated protocol version, such as `TLSv1_3`.
     pub fn protocol_version(&self) -> Option<rustls::ProtocolVersion> {
         self.state.connection.protocol_version()
     }
@@ -314,7 +329,9 @@ impl TlsSession {
     /// Bytes of heap the session's own buffers hold, excluding rustls'
     /// internal state.
     pub fn buffer_capacity(&self) -> usize {
-        self.state.incoming.capacity() + self.state.outgoing.capacity() + self.state.plaintext.capacity()
+        self.state.incoming.capacity()
+            + self.state.outgoing.capacity()
+            + self.state.plaintext.capacity()
     }
 
     async fn send_queued(&mut self) -> io::Result<()> {
@@ -417,11 +434,14 @@ impl TlsState {
                         (result, _) => result,
                     }
                 }
-                Ok(ConnectionState::EncodeTlsData(mut encoder)) => {
-                    append_record(&mut self.outgoing, RECORD_BYTES_MAX, |buf| encoder.encode(buf), encode_size)
-                        .map(|()| None)
-                        .map_err(|err| io::Error::other(format!("failed to encode a TLS record: {err}")))
-                }
+                Ok(ConnectionState::EncodeTlsData(mut encoder)) => append_record(
+                    &mut self.outgoing,
+                    RECORD_BYTES_MAX,
+                    |buf| encoder.encode(buf),
+                    encode_size,
+                )
+                .map(|()| None)
+                .map_err(|err| io::Error::other(format!("failed to encode a TLS record: {err}"))),
                 Ok(ConnectionState::TransmitTlsData(transmit)) => {
                     // The encoded records stay in `outgoing`, in order,
                     // until the caller writes them to the socket.
@@ -450,9 +470,9 @@ impl TlsState {
                             encrypt_size,
                         ),
                     };
-                    written
-                        .map(|()| Some(Progress::Ready))
-                        .map_err(|err| io::Error::other(format!("failed to encrypt a TLS record: {err}")))
+                    written.map(|()| Some(Progress::Ready)).map_err(|err| {
+                        io::Error::other(format!("failed to encrypt a TLS record: {err}"))
+                    })
                 }
                 // Early data is off (rustls' default `max_early_data_size`
                 // of 0), so rustls never reports it.
@@ -473,7 +493,14 @@ impl TlsState {
             let status = self.connection.process_tls_records(&mut []);
             match status.state {
                 Ok(ConnectionState::EncodeTlsData(mut encoder)) => {
-                    if append_record(&mut self.outgoing, RECORD_BYTES_MAX, |buf| encoder.encode(buf), encode_size).is_err() {
+                    if append_record(
+                        &mut self.outgoing,
+                        RECORD_BYTES_MAX,
+                        |buf| encoder.encode(buf),
+                        encode_size,
+                    )
+                    .is_err()
+                    {
                         return;
                     }
                 }
@@ -515,14 +542,18 @@ fn append_record<E>(
 
 fn encode_size(err: &EncodeError) -> Option<usize> {
     match err {
-        EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => Some(*required_size),
+        EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Some(*required_size)
+        }
         _ => None,
     }
 }
 
 fn encrypt_size(err: &EncryptError) -> Option<usize> {
     match err {
-        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => Some(*required_size),
+        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Some(*required_size)
+        }
         _ => None,
     }
 }

@@ -20,19 +20,24 @@ use crate::transport::{RECORD_BYTES_MAX, TlsLimits, Transport};
 /// Limits for test servers: a short handshake timeout so a stalled test
 /// fails fast, and room for a large ClientHello.
 pub fn limits() -> TlsLimits {
-    TlsLimits { handshake_timeout: Duration::from_secs(10), incoming_bytes_max: 65536 + RECORD_BYTES_MAX }
+    TlsLimits {
+        handshake_timeout: Duration::from_secs(10),
+        incoming_bytes_max: 65536 + RECORD_BYTES_MAX,
+    }
 }
 
 /// Bound on every client-side wait, so a broken server fails the test
 /// instead of hanging it.
 pub const CLIENT_WAIT: Duration = Duration::from_secs(10);
 
-/// A certificate for localhost written as PEM files into `dir`, under
-/// `name`. Returns the paths and the DER certificate.
+/// Writes a new certificate for localhost and its key as PEM files into
+/// `dir`, named after `name`. Returns the paths and the DER certificate.
 pub fn write_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf, CertificateDer<'static>) {
     let key_pair = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
     let certificate = params.self_signed(&key_pair).unwrap();
     let certificate_path = dir.join(format!("{name}-certificate.pem"));
     let key_path = dir.join(format!("{name}-key.pem"));
@@ -41,15 +46,19 @@ pub fn write_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf, Certifica
     (certificate_path, key_path, certificate.der().clone())
 }
 
-/// An acceptor for a new certificate in `dir`, and that certificate.
+/// Creates an acceptor for a new certificate in `dir`. Returns it with
+/// that certificate.
 pub fn acceptor(dir: &Path) -> (Arc<TlsAcceptor>, CertificateDer<'static>) {
     let (certificate_path, key_path, der) = write_certificate(dir, "server");
-    let settings = TlsSettings { cert_path: Some(certificate_path), key_path: Some(key_path) };
+    let settings = TlsSettings {
+        cert_path: Some(certificate_path),
+        key_path: Some(key_path),
+    };
     let acceptor = TlsAcceptor::load(&settings, dir).unwrap();
     (Arc::new(acceptor), der)
 }
 
-/// A client config that trusts exactly `certificates`.
+/// Builds a client config that trusts exactly `certificates`.
 pub fn client_config(certificates: &[CertificateDer<'static>]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for certificate in certificates {
@@ -63,11 +72,16 @@ pub fn client_config(certificates: &[CertificateDer<'static>]) -> rustls::Client
 }
 
 /// Opens a TLS connection to `address` as a client of `localhost`.
-pub async fn connect(address: std::net::SocketAddr, config: rustls::ClientConfig) -> std::io::Result<TlsStream<TcpStream>> {
+pub async fn connect(
+    address: std::net::SocketAddr,
+    config: rustls::ClientConfig,
+) -> std::io::Result<TlsStream<TcpStream>> {
     let socket = TcpStream::connect(address).await?;
     let connector = TlsConnector::from(Arc::new(config));
     let name = ServerName::try_from("localhost").unwrap();
-    tokio::time::timeout(CLIENT_WAIT, connector.connect(name, socket)).await.expect("TLS client handshake hung")
+    tokio::time::timeout(CLIENT_WAIT, connector.connect(name, socket))
+        .await
+        .expect("TLS client handshake hung")
 }
 
 /// Reads from `transport` the way the IMAP session driver does: wait for
@@ -101,7 +115,7 @@ pub async fn echo(mut transport: Transport) -> std::io::Result<usize> {
     Ok(total)
 }
 
-/// A loopback listener and its address.
+/// Binds a loopback listener. Returns it with its address.
 pub async fn listen() -> (TcpListener, std::net::SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -131,8 +145,12 @@ pub async fn round_trip(client: &mut TlsStream<TcpStream>, message: &[u8]) -> Ve
     echoed
 }
 
-/// The SHA-256 fingerprint of the certificate the server presented.
+/// Returns the SHA-256 fingerprint of the certificate the server presented.
 pub fn presented_fingerprint(client: &TlsStream<TcpStream>) -> String {
-    let certificates = client.get_ref().1.peer_certificates().expect("server presented no certificate");
+    let certificates = client
+        .get_ref()
+        .1
+        .peer_certificates()
+        .expect("server presented no certificate");
     crate::tls::certificate::fingerprint_sha256(&certificates[0])
 }
