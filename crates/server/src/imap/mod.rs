@@ -101,10 +101,12 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ImapContext>, mut shutdown: w
 }
 
 /// The CAPABILITY list for a session in `state`, space-separated.
-pub fn capabilities(state: &State, _ctx: &ImapContext) -> String {
+pub fn capabilities(state: &State, ctx: &ImapContext) -> String {
     let protocol_state = dispatch::protocol_state(state);
-    let options = CapabilityOptions { login_disabled: false, starttls_offered: false };
-    let listed = roost_proto::capability::capabilities(protocol_state, &options);
-    let names: Vec<String> = listed.as_ref().iter().map(ToString::to_string).collect();
-    names.join(" ")
+    let options = CapabilityOptions {
+        login_disabled: false,
+        starttls_offered: false,
+        append_limit_bytes: ctx.config.limits.message_bytes_max as u64,
+    };
+    roost_proto::capability::capability_line(protocol_state, &options)
 }
