@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use transport::Transport;
 
-/// Heap an idle TLS 1.3 session may own: rustls' connection state (the
+/// Heap an idle TLS 1.2 or 1.3 session may own: rustls' connection state (the
 /// handshake state machine's final state, the record layer's AES-GCM keys
 /// and the key schedule) plus this crate's boxed state, with no buffers.
 const IDLE_TLS_HEAP_BYTES_MAX: usize = 4096;
@@ -116,12 +116,15 @@ async fn client_exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin
     client.read_exact(&mut reply).await.unwrap();
 }
 
-// The current-thread runtime runs server and client on this thread, so
-// every allocation of the server's transport is counted here.
-#[tokio::test(flavor = "current_thread")]
-async fn idle_tls_transport_heap() {
-    let dir = tempfile::tempdir().unwrap();
-    let (acceptor, certificate) = acceptor(dir.path());
+/// Returns the inline size and the heap of an idle server transport after
+/// a TLS session with a client using `config`.
+///
+/// Call it on a current-thread runtime: server and client then run on this
+/// thread, so every allocation of the server's transport is counted here.
+async fn idle_tls_heap(
+    acceptor: std::sync::Arc<tls::TlsAcceptor>,
+    config: rustls::ClientConfig,
+) -> (usize, isize) {
     let (listener, address) = listen().await;
     let server = tokio::spawn(async move {
         let (socket, _) = listener.accept().await.unwrap();
@@ -130,9 +133,7 @@ async fn idle_tls_transport_heap() {
             .unwrap();
         exchange_then_idle(transport).await
     });
-    let mut client = connect(address, client_config(&[certificate]))
-        .await
-        .unwrap();
+    let mut client = connect(address, config).await.unwrap();
     client_exchange(&mut client).await;
     let transport = server.await.unwrap();
 
@@ -142,16 +143,43 @@ async fn idle_tls_transport_heap() {
     assert_eq!(session.buffer_capacity(), 0);
     let inline = std::mem::size_of_val(&transport);
     let heap = heap_owned(transport);
-    eprintln!("idle TLS 1.3 transport: {inline} bytes inline, {heap} bytes of heap");
     assert!(
         heap > 0,
         "dropping the TLS transport freed nothing, so the count is broken"
     );
+    drop(client);
+    (inline, heap)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn idle_tls13_transport_heap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (acceptor, certificate) = acceptor(dir.path());
+    let (inline, heap) = idle_tls_heap(acceptor, client_config(&[certificate])).await;
+    eprintln!("idle TLS 1.3 transport: {inline} bytes inline, {heap} bytes of heap");
     assert!(
         heap as usize <= IDLE_TLS_HEAP_BYTES_MAX,
-        "idle TLS transport owns {heap} bytes of heap"
+        "idle TLS 1.3 transport owns {heap} bytes of heap"
     );
-    drop(client);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn idle_tls12_transport_heap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (acceptor, certificate) = acceptor(dir.path());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certificate).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(tls::crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let (inline, heap) = idle_tls_heap(acceptor, config).await;
+    eprintln!("idle TLS 1.2 transport: {inline} bytes inline, {heap} bytes of heap");
+    assert!(
+        heap as usize <= IDLE_TLS_HEAP_BYTES_MAX,
+        "idle TLS 1.2 transport owns {heap} bytes of heap"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
