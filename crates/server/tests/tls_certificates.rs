@@ -252,7 +252,7 @@ async fn reload_switches_certificate_for_new_sessions() {
 
     let (listener, address) = listen().await;
     let first_server = tls_support::spawn_echo_server(listener, Arc::clone(&acceptor));
-    let mut first = connect(address, client_config(&[old.clone()]))
+    let mut first = connect(address, client_config(std::slice::from_ref(&old)))
         .await
         .unwrap();
     assert_eq!(presented_fingerprint(&first), old_fingerprint);

@@ -385,7 +385,7 @@ async fn alpn_other_than_imap_rejected() {
 
     let (listener, address) = listen().await;
     let server = spawn_echo_server(listener, acceptor.clone());
-    let mut config = client_config(&[certificate.clone()]);
+    let mut config = client_config(std::slice::from_ref(&certificate));
     config.alpn_protocols = vec![b"imap".to_vec()];
     let mut client = connect(address, config).await.unwrap();
     assert_eq!(client.get_ref().1.alpn_protocol(), Some(&b"imap"[..]));
