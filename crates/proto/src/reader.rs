@@ -608,6 +608,21 @@ impl CommandReader {
 
     /// Moves unread bytes to the front of `input` so it does not grow with
     /// the bytes already read.
+    /// Removes and returns every byte fed but not yet returned as an event,
+    /// and resets the reader to expect a new command.
+    ///
+    /// STARTTLS uses this: bytes a client sent after the STARTTLS line were
+    /// sent in plaintext and must be discarded, never run as commands after
+    /// the handshake (the command-injection attack of CVE-2011-0411).
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        let mut buffered = std::mem::take(&mut self.command);
+        buffered.extend_from_slice(&self.input[self.input_start..]);
+        let options = self.options.take();
+        *self = CommandReader::new();
+        self.options = options;
+        buffered
+    }
+
     fn compact_input(&mut self) {
         if self.input_start == self.input.len() {
             self.input.clear();

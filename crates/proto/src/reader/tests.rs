@@ -745,3 +745,19 @@ fn reader_random_input_keeps_invariants() {
         }
     }
 }
+
+#[test]
+fn take_buffered_returns_unread_bytes() {
+    let limits = ReaderLimits {
+        line_bytes_max: 1024,
+        literal_bytes_max: 1024,
+        append_literal_bytes_max: 1024,
+        command_bytes_max: 4096,
+    };
+    let mut reader = CommandReader::new();
+    reader.feed(b"a STARTTLS\r\nb LOGIN x y\r\nc NO");
+    assert!(matches!(reader.next(ReadMode::Command, &limits), Some(ReadEvent::Command(_))));
+    assert_eq!(reader.take_buffered(), b"b LOGIN x y\r\nc NO");
+    assert!(reader.is_idle());
+    assert!(reader.next(ReadMode::Command, &limits).is_none());
+}
