@@ -9,7 +9,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use roost_server::config::{Config, ImapConfig, Limits, LmtpConfig};
+use roost_server::config::{Config, ImapConfig, Limits, LmtpConfig, Network, TlsConfig};
+use roost_server::tls::TlsSettings;
 
 use crate::values::{
     DURATION_EXPECTED, LISTEN_EXPECTED, check_log_filter, format_duration, parse_duration,
@@ -25,13 +26,21 @@ pub const LOG_LEVEL_DEFAULT: &str = "info";
 const TOP_LEVEL_KEYS: &[&str] = &[
     "data_dir",
     "imap_listen",
+    "imaps_listen",
     "lmtp_listen",
+    "trusted_networks",
     "shutdown_grace",
     "log_level",
     "[imap]",
     "[lmtp]",
+    "[tls]",
     "[limits]",
 ];
+const TLS_KEYS: &[&str] = &["cert_file", "key_file", "timeout_handshake", "incoming_bytes_max"];
+
+/// Smallest `tls.incoming_bytes_max`: one TLS record of the largest size
+/// (RFC 8446 section 5.2) must fit.
+const TLS_INCOMING_BYTES_MIN: usize = roost_server::transport::RECORD_BYTES_MAX;
 const IMAP_KEYS: &[&str] = &[
     "idle_keepalive",
     "timeout_authenticated",
@@ -94,6 +103,14 @@ pub fn default_settings() -> Settings {
             data_dir: PathBuf::from(DATA_DIR_DEFAULT),
             imap_listen: Some("127.0.0.1:1143".parse().expect("valid literal address")),
             lmtp_listen: Some("127.0.0.1:2424".parse().expect("valid literal address")),
+            imaps_listen: Some("127.0.0.1:1993".parse().expect("valid literal address")),
+            trusted_networks: Network::loopback(),
+            tls: TlsConfig {
+                settings: TlsSettings { cert_path: None, key_path: None },
+                timeout_handshake: Duration::from_secs(30),
+                // One largest TLS record plus 64 KiB of pipelined records.
+                incoming_bytes_max: 65_536 + TLS_INCOMING_BYTES_MIN,
+            },
             shutdown_grace: Duration::from_secs(10),
             imap: ImapConfig {
                 idle_keepalive: Duration::from_secs(2 * 60),
@@ -202,6 +219,9 @@ fn apply_table(
             }
             "imap_listen" => config.imap_listen = listen_value(key, value)?,
             "lmtp_listen" => config.lmtp_listen = listen_value(key, value)?,
+            "imaps_listen" => config.imaps_listen = listen_value(key, value)?,
+            "trusted_networks" => config.trusted_networks = networks_value(key, value)?,
+            "tls" => apply_tls(&mut config.tls, section(key, value)?, base_dir)?,
             "shutdown_grace" => config.shutdown_grace = duration_value(key, value, Duration::ZERO)?,
             "log_level" => {
                 let text = string_value(key, value, "expected a log filter such as \"info\"")?;
@@ -215,6 +235,45 @@ fn apply_table(
         }
     }
     Ok(())
+}
+
+fn apply_tls(tls: &mut TlsConfig, table: &toml::Table, base_dir: &Path) -> Result<(), String> {
+    for (key, value) in table {
+        let full_key = format!("tls.{key}");
+        let file_expected = "expected a PEM file path such as \"/etc/roost/tls/fullchain.pem\"";
+        match key.as_str() {
+            "cert_file" => {
+                let text = string_value(&full_key, value, file_expected)?;
+                tls.settings.cert_path = Some(base_dir.join(text));
+            }
+            "key_file" => {
+                let text = string_value(&full_key, value, file_expected)?;
+                tls.settings.key_path = Some(base_dir.join(text));
+            }
+            "timeout_handshake" => tls.timeout_handshake = duration_value(&full_key, value, Duration::from_secs(1))?,
+            "incoming_bytes_max" => {
+                tls.incoming_bytes_max = bytes_value(&full_key, value, TLS_INCOMING_BYTES_MIN, 65_536 + TLS_INCOMING_BYTES_MIN)?
+            }
+            _ => return Err(unknown_key("tls", key, TLS_KEYS)),
+        }
+    }
+    Ok(())
+}
+
+fn networks_value(key: &str, value: &toml::Value) -> Result<Vec<Network>, String> {
+    let expected = "expected a list of networks such as [\"127.0.0.0/8\", \"::1/128\"]";
+    let Some(items) = value.as_array() else {
+        return Err(invalid(key, value, expected));
+    };
+    let mut networks = Vec::with_capacity(items.len());
+    for item in items {
+        let Some(text) = item.as_str() else {
+            return Err(invalid(key, value, expected));
+        };
+        let network = text.parse::<Network>().map_err(|why| format!("key {key}: invalid value \"{text}\": {why}"))?;
+        networks.push(network);
+    }
+    Ok(networks)
 }
 
 fn apply_imap(imap: &mut ImapConfig, table: &toml::Table) -> Result<(), String> {
@@ -331,13 +390,25 @@ pub fn check_consistency(config: &Config) -> Result<(), String> {
             limits.command_bytes_max, limits.line_bytes_max
         ));
     }
-    if let (Some(imap), Some(lmtp)) = (config.imap_listen, config.lmtp_listen)
-        && imap == lmtp
-        && imap.port() != 0
-    {
-        return Err(format!(
-            "keys imap_listen and lmtp_listen: both are {imap}; give each listener its own address or port"
-        ));
+    let tls = &config.tls.settings;
+    if tls.cert_path.is_some() != tls.key_path.is_some() {
+        return Err(
+            "keys tls.cert_file and tls.key_file: set both, or neither to use a generated self-signed certificate"
+                .to_owned(),
+        );
+    }
+    let listeners = [("imap_listen", config.imap_listen), ("imaps_listen", config.imaps_listen), ("lmtp_listen", config.lmtp_listen)];
+    for (index, (first_key, first)) in listeners.iter().enumerate() {
+        for (second_key, second) in &listeners[index + 1..] {
+            if let (Some(first), Some(second)) = (first, second)
+                && first == second
+                && first.port() != 0
+            {
+                return Err(format!(
+                    "keys {first_key} and {second_key}: both are {first}; give each listener its own address or port"
+                ));
+            }
+        }
     }
     for (name, _) in &config.imap.default_mailboxes {
         if name.len() > limits.mailbox_name_bytes_max {
@@ -705,7 +776,7 @@ mod tests {
         let message = apply_text("datadir = \"x\"").unwrap_err();
         assert_eq!(
             message,
-            "unknown key datadir: valid top-level keys are data_dir, imap_listen, lmtp_listen, shutdown_grace, log_level, [imap], [lmtp], [limits]"
+            "unknown key datadir: valid top-level keys are data_dir, imap_listen, imaps_listen, lmtp_listen, trusted_networks, shutdown_grace, log_level, [imap], [lmtp], [tls], [limits]"
         );
     }
 
@@ -723,5 +794,58 @@ mod tests {
         assert!(message.contains("imap_listen and lmtp_listen"), "{message}");
 
         assert!(apply_text("imap_listen = \"127.0.0.1:0\"\nlmtp_listen = \"127.0.0.1:0\"").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    fn apply(text: &str) -> Result<Settings, String> {
+        let mut settings = default_settings();
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        apply_table(&mut settings, &table, Path::new("/etc/roost"))?;
+        check_consistency(&settings.server)?;
+        Ok(settings)
+    }
+
+    #[test]
+    fn tls_section_applies() {
+        let settings = apply(
+            "imaps_listen = \"127.0.0.1:993\"\ntrusted_networks = [\"10.0.0.0/8\"]\n[tls]\ncert_file = \"tls/cert.pem\"\nkey_file = \"/k.pem\"\ntimeout_handshake = \"5s\"",
+        )
+        .unwrap();
+        let config = settings.server;
+        assert_eq!(config.imaps_listen, Some("127.0.0.1:993".parse().unwrap()));
+        assert_eq!(config.trusted_networks, vec!["10.0.0.0/8".parse().unwrap()]);
+        assert_eq!(config.tls.settings.cert_path, Some(PathBuf::from("/etc/roost/tls/cert.pem")));
+        assert_eq!(config.tls.settings.key_path, Some(PathBuf::from("/k.pem")));
+        assert_eq!(config.tls.timeout_handshake, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn tls_errors_name_key_and_fix() {
+        let cases = [
+            (
+                "trusted_networks = [\"10.0.0.0/33\"]",
+                "key trusted_networks: invalid value \"10.0.0.0/33\": prefix length \"33\" is not a number from 0 to 32",
+            ),
+            (
+                "[tls]\ncert_file = \"a.pem\"",
+                "keys tls.cert_file and tls.key_file: set both, or neither to use a generated self-signed certificate",
+            ),
+            (
+                "[tls]\nincoming_bytes_max = 100",
+                "key tls.incoming_bytes_max: invalid value 100: expected a whole number of bytes of at least 18437, e.g. 83973",
+            ),
+            (
+                "imaps_listen = \"127.0.0.1:2424\"",
+                "keys imaps_listen and lmtp_listen: both are 127.0.0.1:2424; give each listener its own address or port",
+            ),
+            ("[tls]\ncertificate = \"x\"", "unknown key tls.certificate: valid keys in [tls] are cert_file, key_file, timeout_handshake, incoming_bytes_max"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(apply(text).unwrap_err(), expected, "config {text:?}");
+        }
     }
 }

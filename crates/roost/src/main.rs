@@ -66,6 +66,9 @@ struct ServeArgs {
     /// LMTP listen address, IP:PORT or "off" [default: 127.0.0.1:2424].
     #[arg(long, value_name = "ADDR", value_parser = parse_listen_flag)]
     lmtp_listen: Option<Listen>,
+    /// IMAP-over-TLS listen address, IP:PORT or "off" [default: 127.0.0.1:1993].
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_flag)]
+    imaps_listen: Option<Listen>,
     /// Log filter such as "debug" or "roost_server=debug,info"; overrides
     /// RUST_LOG and the config file [default: info].
     #[arg(long, value_name = "FILTER", value_parser = parse_log_level_flag)]
@@ -214,6 +217,9 @@ fn serve_settings(args: &ServeArgs) -> Result<Settings, CliError> {
     }
     if let Some(Listen(address)) = args.lmtp_listen {
         settings.server.lmtp_listen = address;
+    }
+    if let Some(Listen(address)) = args.imaps_listen {
+        settings.server.imaps_listen = address;
     }
 
     // Flags can break a rule between keys that the file alone kept.

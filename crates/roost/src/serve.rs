@@ -4,7 +4,6 @@
 //! This module owns process-level concerns only. Listeners, sessions and
 //! delivery belong to `roost_server`.
 
-use std::future::Future;
 use std::io::IsTerminal;
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -42,6 +41,7 @@ pub fn init_logging(flag: Option<&str>, from_file: Option<&str>) -> Result<(), C
 }
 
 /// Runs the server until SIGTERM or SIGINT and its graceful shutdown end.
+/// SIGHUP rereads the TLS certificate and key without dropping sessions.
 pub fn run(settings: Settings) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -49,35 +49,72 @@ pub fn run(settings: Settings) -> Result<(), CliError> {
         .map_err(|err| CliError::Runtime(format!("starting the tokio runtime failed: {err}")))?;
 
     runtime.block_on(async move {
-        let shutdown = shutdown_signal().map_err(|err| {
-            CliError::Runtime(format!("installing signal handlers failed: {err}"))
-        })?;
+        // Installed before start-up, so a signal that arrives meanwhile is
+        // not lost.
+        let mut signals = Signals::install()
+            .map_err(|err| CliError::Runtime(format!("installing signal handlers failed: {err}")))?;
         let config = settings.server;
         info!(
             data_dir = %config.data_dir.display(),
             imap_listen = ?config.imap_listen,
+            imaps_listen = ?config.imaps_listen,
             lmtp_listen = ?config.lmtp_listen,
             "starting roost {}",
             env!("CARGO_PKG_VERSION")
         );
-        roost_server::serve(config, shutdown)
+        let running = roost_server::start(config)
             .await
             .map_err(|err| CliError::Runtime(format!("{err:#}")))?;
+        loop {
+            match signals.next().await {
+                Signal::Reload => {
+                    info!("received SIGHUP; reloading the TLS certificate");
+                    // A failed reload is logged by the server and keeps the
+                    // current certificate; the server goes on.
+                    let _ = running.reload_tls().await;
+                }
+                Signal::Stop => break,
+            }
+        }
+        running.stop().await;
         info!("stopped");
         Ok(())
     })
 }
 
-/// Returns a future that completes on the first SIGTERM or SIGINT. The
-/// handlers are installed before it returns, so a signal that arrives
-/// during start-up is not lost.
-fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(async move {
+/// What a signal asks of the server.
+enum Signal {
+    Reload,
+    Stop,
+}
+
+/// The process signals `roost serve` handles.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
         tokio::select! {
-            _ = terminate.recv() => info!("received SIGTERM; shutting down"),
-            _ = interrupt.recv() => info!("received SIGINT; shutting down"),
+            _ = self.terminate.recv() => {
+                info!("received SIGTERM; shutting down");
+                Signal::Stop
+            }
+            _ = self.interrupt.recv() => {
+                info!("received SIGINT; shutting down");
+                Signal::Stop
+            }
+            _ = self.hangup.recv() => Signal::Reload,
         }
-    })
+    }
 }

@@ -455,6 +455,8 @@ fn serve_stops_on_sigterm() {
             "127.0.0.1:0",
             "--lmtp-listen",
             "off",
+            "--imaps-listen",
+            "off",
         ])
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())

@@ -16,6 +16,8 @@ pub mod config;
 pub mod delivery;
 pub mod imap;
 pub mod lmtp;
+pub mod tls;
+pub mod transport;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ use anyhow::Context as _;
 use roost_auth::UserDb;
 use roost_store::MailStore;
 use roost_store::sqlite::SqliteStore;
+use tls::TlsAcceptor;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -45,9 +48,12 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
 pub struct Running {
     /// Where the IMAP listener is bound, if it is on.
     pub imap_address: Option<SocketAddr>,
+    /// Where the implicit-TLS IMAP listener is bound, if it is on.
+    pub imaps_address: Option<SocketAddr>,
     /// Where the LMTP listener is bound, if it is on.
     pub lmtp_address: Option<SocketAddr>,
     config: Arc<Config>,
+    tls: Arc<TlsAcceptor>,
     shutdown_sender: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
@@ -77,8 +83,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         );
     }
 
+    // Loading reads, and on first start writes, certificate files.
+    let tls_settings = config.tls.settings.clone();
+    let data_dir = config.data_dir.clone();
+    let tls = tokio::task::spawn_blocking(move || TlsAcceptor::load(&tls_settings, &data_dir))
+        .await?
+        .context("failed to set up TLS")?;
+    let tls = Arc::new(tls);
+
     let (shutdown_sender, shutdown_receiver) = watch::channel(false);
-    let imap_context = imap::ImapContext::new(Arc::clone(&store), Arc::clone(&users), Arc::clone(&config));
+    let imap_context =
+        imap::ImapContext::new(Arc::clone(&store), Arc::clone(&users), Arc::clone(&config), Arc::clone(&tls));
     let timeouts = imap::control::Timeouts {
         unauthenticated: config.imap.timeout_unauthenticated,
         authenticated: config.imap.timeout_authenticated,
@@ -95,7 +110,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let bound = listener.local_addr()?;
         info!(address = %bound, "IMAP listening");
         imap_address = Some(bound);
-        tasks.push(tokio::spawn(imap::serve(listener, Arc::clone(&imap_context), shutdown_receiver.clone())));
+        let kind = imap::session::Listener::Plain;
+        tasks.push(tokio::spawn(imap::serve(listener, kind, Arc::clone(&imap_context), shutdown_receiver.clone())));
+    }
+    let mut imaps_address = None;
+    if let Some(address) = config.imaps_listen {
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("failed to listen for IMAP over TLS on {address}"))?;
+        let bound = listener.local_addr()?;
+        info!(address = %bound, "IMAP over TLS listening");
+        imaps_address = Some(bound);
+        let kind = imap::session::Listener::ImplicitTls;
+        tasks.push(tokio::spawn(imap::serve(listener, kind, Arc::clone(&imap_context), shutdown_receiver.clone())));
     }
     let mut lmtp_address = None;
     if let Some(address) = config.lmtp_listen {
@@ -108,10 +135,33 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let deliverer = Arc::new(delivery::Deliverer::new(Arc::clone(&store), Arc::clone(&users), &config));
         tasks.push(tokio::spawn(lmtp::serve(listener, deliverer, Arc::clone(&config), shutdown_receiver.clone())));
     }
-    Ok(Running { imap_address, lmtp_address, config, shutdown_sender, tasks, sweeper })
+    Ok(Running { imap_address, imaps_address, lmtp_address, config, tls, shutdown_sender, tasks, sweeper })
 }
 
 impl Running {
+    /// Rereads the TLS certificate and key (on SIGHUP). New handshakes use
+    /// the new certificate; sessions keep theirs. A reload that fails keeps
+    /// the current certificate and returns the error.
+    pub async fn reload_tls(&self) -> anyhow::Result<()> {
+        let tls = Arc::clone(&self.tls);
+        let result = tokio::task::spawn_blocking(move || tls.reload()).await?;
+        match result {
+            Ok(()) => {
+                info!(fingerprint = %self.tls.fingerprint(), "TLS certificate reloaded");
+                Ok(())
+            }
+            Err(err) => {
+                warn!(error = %err, "TLS reload failed; keeping the current certificate");
+                Err(err.into())
+            }
+        }
+    }
+
+    /// The SHA-256 fingerprint of the certificate new TLS sessions get.
+    pub fn tls_fingerprint(&self) -> String {
+        self.tls.fingerprint()
+    }
+
     /// Says BYE to every IMAP session, lets LMTP deliveries in progress
     /// finish, and returns within the configured shutdown grace.
     pub async fn stop(self) {

@@ -27,6 +27,13 @@ fn config(data_dir: &Path) -> Config {
         data_dir: data_dir.to_path_buf(),
         imap_listen: None,
         lmtp_listen: None,
+        imaps_listen: None,
+        trusted_networks: roost_server::config::Network::loopback(),
+        tls: roost_server::config::TlsConfig {
+            settings: roost_server::tls::TlsSettings { cert_path: None, key_path: None },
+            timeout_handshake: Duration::from_secs(10),
+            incoming_bytes_max: 84_357,
+        },
         shutdown_grace: Duration::from_secs(5),
         imap: ImapConfig {
             idle_keepalive: Duration::from_secs(120),

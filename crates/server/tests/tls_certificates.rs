@@ -1,13 +1,9 @@
 //! Certificate loading, generation and reload, checked through the
 //! certificate a real TLS client is shown.
 
-#[allow(dead_code)]
-#[path = "../src/tls/mod.rs"]
-mod tls;
 mod tls_support;
-#[allow(dead_code)]
-#[path = "../src/transport/mod.rs"]
-mod transport;
+
+use roost_server::{tls, transport};
 
 use std::fs;
 use std::path::{Path, PathBuf};

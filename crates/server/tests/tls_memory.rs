@@ -6,13 +6,9 @@
 //! way in memory, which is the design the transport does not use, so the
 //! difference stays visible. Run with `--nocapture` to see the numbers.
 
-#[allow(dead_code)]
-#[path = "../src/tls/mod.rs"]
-mod tls;
 mod tls_support;
-#[allow(dead_code)]
-#[path = "../src/transport/mod.rs"]
-mod transport;
+
+use roost_server::{tls, transport};
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

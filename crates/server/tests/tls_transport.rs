@@ -1,13 +1,9 @@
 //! TLS sessions through `Transport` over loopback, against a rustls client
 //! and hand-made records.
 
-#[allow(dead_code)]
-#[path = "../src/tls/mod.rs"]
-mod tls;
 mod tls_support;
-#[allow(dead_code)]
-#[path = "../src/transport/mod.rs"]
-mod transport;
+
+use roost_server::{tls, transport};
 
 use std::io::ErrorKind;
 use std::time::Duration;

@@ -148,6 +148,8 @@ impl Server {
             "127.0.0.1:0",
             "--lmtp-listen",
             "127.0.0.1:0",
+            "--imaps-listen",
+            "127.0.0.1:0",
         ];
         let cwd = temp.path().to_path_buf();
         Server::spawn(&args, &cwd, data_dir.clone(), temp)

@@ -5,7 +5,7 @@ use roost_proto::extended::ExtendedCommand;
 use roost_proto::state::{SessionState, check_allowed};
 use roost_proto::types::core::Tag;
 use roost_proto::types::command::CommandBody;
-use tokio::net::TcpStream;
+use crate::transport::Transport;
 use tracing::debug;
 
 use super::cmd::{self, Outcome};
@@ -19,7 +19,7 @@ pub async fn dispatch(
     session: &mut Session,
     command: ClientCommand,
     out: &mut Output,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
 ) -> std::io::Result<Flow> {
     let tag = command.tag.inner().to_owned();
     let name = command.body.name();
@@ -48,7 +48,7 @@ pub async fn dispatch_extended(
     tag: Tag<'static>,
     command: ExtendedCommand,
     out: &mut Output,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
 ) -> std::io::Result<Flow> {
     let tag = tag.inner().to_owned();
     let (required, allow_expunge) = match &command {
@@ -104,6 +104,10 @@ async fn finish(session: &mut Session, tag: &str, outcome: Outcome, allow_expung
             out.status(tag, reply.status, reply.code.as_deref(), &reply.text);
             out.untagged(&format!("BYE {bye}"));
             Flow::Close
+        }
+        Outcome::StartTls => {
+            out.status(tag, Status::Ok, None, "Begin TLS negotiation now");
+            Flow::StartTls
         }
     }
 }

@@ -33,8 +33,10 @@ use tokio::task::JoinSet;
 use tracing::{error, info};
 
 use crate::config::Config;
+use crate::tls::TlsAcceptor;
+use crate::transport::TlsLimits;
 use control::SessionTable;
-use session::State;
+use session::Session;
 use view::ViewRegistry;
 
 /// Most password checks run at once. Hash schemes such as Argon2id take
@@ -50,12 +52,22 @@ pub struct ImapContext {
     pub views: ViewRegistry,
     pub sessions: Arc<SessionTable>,
     pub password_checks: Semaphore,
+    /// The TLS configuration for STARTTLS and the implicit-TLS listener,
+    /// swapped in place when the certificate is reloaded.
+    pub tls: Arc<TlsAcceptor>,
+    pub tls_limits: TlsLimits,
     next_session_id: AtomicU64,
 }
 
 impl ImapContext {
-    pub fn new(store: Arc<dyn MailStore>, users: Arc<UserDb>, config: Arc<Config>) -> Arc<ImapContext> {
+    pub fn new(store: Arc<dyn MailStore>, users: Arc<UserDb>, config: Arc<Config>, tls: Arc<TlsAcceptor>) -> Arc<ImapContext> {
+        let tls_limits = TlsLimits {
+            handshake_timeout: config.tls.timeout_handshake,
+            incoming_bytes_max: config.tls.incoming_bytes_max,
+        };
         Arc::new(ImapContext {
+            tls,
+            tls_limits,
             store,
             users,
             config,
@@ -69,7 +81,12 @@ impl ImapContext {
 
 /// Accepts connections until `shutdown` turns true, then asks every session
 /// to say BYE and waits for them to end.
-pub async fn serve(listener: TcpListener, ctx: Arc<ImapContext>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    kind: session::Listener,
+    ctx: Arc<ImapContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut sessions = JoinSet::new();
     let mut accept_failures = 0u32;
     loop {
@@ -79,7 +96,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ImapContext>, mut shutdown: w
                     accept_failures = 0;
                     let _ = stream.set_nodelay(true);
                     let id = ctx.next_session_id.fetch_add(1, Ordering::Relaxed);
-                    sessions.spawn(session::run(stream, peer, Arc::clone(&ctx), id));
+                    sessions.spawn(session::run(stream, peer, Arc::clone(&ctx), id, kind));
                 }
                 Err(err) => {
                     // Running out of descriptors is transient: back off and
@@ -100,13 +117,16 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ImapContext>, mut shutdown: w
     while sessions.join_next().await.is_some() {}
 }
 
-/// The CAPABILITY list for a session in `state`, space-separated.
-pub fn capabilities(state: &State, ctx: &ImapContext) -> String {
-    let protocol_state = dispatch::protocol_state(state);
+/// The CAPABILITY list for `session`, space-separated. Before TLS, a
+/// client outside `trusted_networks` sees LOGINDISABLED and no AUTH=.
+pub fn capabilities(session: &Session) -> String {
+    let protocol_state = dispatch::protocol_state(&session.state);
     let options = CapabilityOptions {
-        login_disabled: false,
-        starttls_offered: false,
-        append_limit_bytes: ctx.config.limits.message_bytes_max as u64,
+        login_disabled: !session.security.login_allowed(),
+        starttls_offered: !session.security.tls,
+        append_limit_bytes: session.ctx.config.limits.message_bytes_max as u64,
     };
-    roost_proto::capability::capability_line(protocol_state, &options)
+    let listed = roost_proto::capability::capabilities(protocol_state, &options);
+    let names: Vec<String> = listed.as_ref().iter().map(ToString::to_string).collect();
+    names.join(" ")
 }

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use crate::transport::Transport;
 
 /// Size at which a handler that produces much output writes it out before
 /// going on, so a FETCH of many large messages does not build one huge buffer.
@@ -81,7 +81,7 @@ impl Output {
 
     /// Writes everything buffered so far and clears the buffer, keeping its
     /// capacity for the rest of the command.
-    pub async fn flush<W: AsyncWrite + Unpin + ?Sized>(&mut self, writer: &mut W) -> std::io::Result<()> {
+    pub async fn flush(&mut self, writer: &mut Transport) -> std::io::Result<()> {
         if !self.buf.is_empty() {
             writer.write_all(&self.buf).await?;
             self.buf.clear();
@@ -90,7 +90,7 @@ impl Output {
     }
 
     /// Writes the buffer out once it passes [`FLUSH_BYTES`].
-    pub async fn flush_if_large<W: AsyncWrite + Unpin + ?Sized>(&mut self, writer: &mut W) -> std::io::Result<()> {
+    pub async fn flush_if_large(&mut self, writer: &mut Transport) -> std::io::Result<()> {
         if self.buf.len() >= FLUSH_BYTES {
             self.flush(writer).await?;
         }

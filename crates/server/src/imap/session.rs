@@ -17,7 +17,6 @@ use roost_proto::types::command::{Command, CommandBody};
 use roost_proto::types::core::Tag;
 use roost_proto::types::response::StatusKind;
 use roost_store::{AccountId, MailboxId, ModSeq, Snapshot, Uid};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -25,6 +24,7 @@ use tracing::{debug, info, warn};
 use super::ImapContext;
 use super::control::{Phase, Registration, request};
 use super::output::{Output, Status};
+use crate::transport::Transport;
 
 /// Size of the per-thread buffer sockets are read into.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -91,6 +91,7 @@ pub struct Session {
     pub state: State,
     pub pending: Pending,
     pub enabled: Enabled,
+    pub security: Security,
     reader: CommandReader,
     registration: Registration,
 }
@@ -99,11 +100,31 @@ pub struct Session {
 pub enum Flow {
     Continue,
     Close,
+    /// STARTTLS was accepted: the TLS handshake comes next.
+    StartTls,
+}
+
+/// What protects the connection, for LOGINDISABLED and PRIVACYREQUIRED.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Security {
+    /// TLS is active (implicit TLS or after STARTTLS).
+    pub tls: bool,
+    /// The client's address is in `trusted_networks`.
+    pub trusted: bool,
+}
+
+impl Security {
+    /// Whether passwords may be sent on this connection.
+    pub fn login_allowed(&self) -> bool {
+        self.tls || self.trusted
+    }
 }
 
 impl Session {
-    pub fn new(ctx: Arc<ImapContext>, peer: SocketAddr, id: u64, registration: Registration) -> Session {
+    pub fn new(ctx: Arc<ImapContext>, peer: SocketAddr, id: u64, registration: Registration, tls: bool) -> Session {
+        let trusted = ctx.config.trusted_networks.iter().any(|network| network.contains(peer.ip()));
         Session {
+            security: Security { tls, trusted },
             ctx,
             peer,
             id,
@@ -183,34 +204,76 @@ impl Session {
     }
 }
 
+/// How a connection starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// Cleartext, with STARTTLS offered.
+    Plain,
+    /// TLS from the first byte (the port 993 role).
+    ImplicitTls,
+}
+
 /// Serves one connection until it closes.
-pub async fn run(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<ImapContext>, id: u64) {
+pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ImapContext>, id: u64, listener: Listener) {
     let registration = ctx.sessions.register();
-    let mut session = Session::new(ctx, peer, id, registration);
-    info!(session = id, %peer, "IMAP connection opened");
-    let result = drive(&mut session, &mut stream).await;
-    if let Err(err) = result {
-        debug!(session = id, error = %err, "IMAP connection failed");
+    info!(session = id, %peer, ?listener, "IMAP connection opened");
+    let transport = match listener {
+        Listener::Plain => Ok(Transport::Plain(socket)),
+        // Boxed, like every step that is not the wait itself, so the
+        // connection future stays small while it waits.
+        Listener::ImplicitTls => Box::pin(Transport::accept_tls(socket, &ctx.tls, &ctx.tls_limits)).await,
+    };
+    let mut transport = match transport {
+        Ok(transport) => transport,
+        Err(err) => {
+            info!(session = id, %peer, error = %err, "TLS handshake failed");
+            return;
+        }
+    };
+    let mut session = Session::new(Arc::clone(&ctx), peer, id, registration, transport.is_tls());
+    let greeting = format!("* OK [CAPABILITY {}] Roost ready\r\n", super::capabilities(&session));
+    if Box::pin(transport.write_all(greeting.as_bytes())).await.is_err() {
+        return;
     }
-    let _ = stream.shutdown().await;
+    loop {
+        match Box::pin(drive(&mut session, &mut transport)).await {
+            Ok(Flow::StartTls) => {
+                // Whatever the client sent after the STARTTLS line came in
+                // plaintext and is dropped, never run after the handshake.
+                let buffered = session.reader.take_buffered();
+                match Box::pin(transport.start_tls(&ctx.tls, &ctx.tls_limits, buffered)).await {
+                    Ok(tls) => transport = tls,
+                    Err(err) => {
+                        info!(session = id, %peer, error = %err, "STARTTLS handshake failed");
+                        return;
+                    }
+                }
+                session.security.tls = true;
+                debug!(session = id, "STARTTLS completed");
+            }
+            Ok(Flow::Continue | Flow::Close) => break,
+            Err(err) => {
+                debug!(session = id, error = %err, "IMAP connection failed");
+                break;
+            }
+        }
+    }
+    let _ = Box::pin(transport.shutdown()).await;
     info!(session = id, %peer, "IMAP connection closed");
 }
 
-async fn drive(session: &mut Session, stream: &mut TcpStream) -> std::io::Result<()> {
-    let greeting = format!(
-        "* OK [CAPABILITY {}] Roost ready\r\n",
-        super::capabilities(&session.state, &session.ctx)
-    );
-    stream.write_all(greeting.as_bytes()).await?;
-
+/// Serves commands until the connection closes or STARTTLS is accepted.
+async fn drive(session: &mut Session, stream: &mut Transport) -> std::io::Result<Flow> {
     loop {
         // Handle every complete event already buffered before waiting again.
-        if let Flow::Close = Box::pin(process_buffered(session, stream)).await? {
-            return Ok(());
+        match Box::pin(process_buffered(session, stream)).await? {
+            Flow::Continue => {}
+            other => return Ok(other),
         }
         if session.reader.is_idle() {
             session.reader.release_buffers();
         }
+        stream.release_buffers();
         session.touch(session.phase());
 
         let control = Arc::clone(&session.registration.control);
@@ -222,12 +285,12 @@ async fn drive(session: &mut Session, stream: &mut TcpStream) -> std::io::Result
         match event {
             Wake::Readable => {
                 if !read_available(session, stream)? {
-                    return Ok(());
+                    return Ok(Flow::Close);
                 }
             }
             Wake::Control => {
                 if let Flow::Close = Box::pin(handle_requests(session, stream)).await? {
-                    return Ok(());
+                    return Ok(Flow::Close);
                 }
             }
             Wake::MailboxChanged => {
@@ -245,7 +308,7 @@ enum Wake {
     MailboxChanged,
 }
 
-async fn wait(stream: &TcpStream, control: &super::control::SessionControl, changes: Option<watch::Receiver<ModSeq>>) -> Wake {
+async fn wait(stream: &Transport, control: &super::control::SessionControl, changes: Option<watch::Receiver<ModSeq>>) -> Wake {
     let changed = async move {
         match changes {
             Some(mut changes) => {
@@ -264,7 +327,7 @@ async fn wait(stream: &TcpStream, control: &super::control::SessionControl, chan
 }
 
 /// Reads what the socket has into the command reader. Returns false at EOF.
-fn read_available(session: &mut Session, stream: &TcpStream) -> std::io::Result<bool> {
+fn read_available(session: &mut Session, stream: &mut Transport) -> std::io::Result<bool> {
     READ_BUFFER.with(|buffer| {
         let mut buffer = buffer.borrow_mut();
         match stream.try_read(&mut buffer) {
@@ -279,7 +342,7 @@ fn read_available(session: &mut Session, stream: &TcpStream) -> std::io::Result<
     })
 }
 
-async fn handle_requests(session: &mut Session, stream: &mut TcpStream) -> std::io::Result<Flow> {
+async fn handle_requests(session: &mut Session, stream: &mut Transport) -> std::io::Result<Flow> {
     let requests = session.registration.control.take_requests();
     if requests & request::SHUTDOWN != 0 {
         stream.write_all(b"* BYE Server shutting down\r\n").await?;
@@ -295,7 +358,7 @@ async fn handle_requests(session: &mut Session, stream: &mut TcpStream) -> std::
     Ok(Flow::Continue)
 }
 
-async fn process_buffered(session: &mut Session, stream: &mut TcpStream) -> std::io::Result<Flow> {
+async fn process_buffered(session: &mut Session, stream: &mut Transport) -> std::io::Result<Flow> {
     loop {
         let limits = session.reader_limits();
         let Some(event) = session.reader.next(session.read_mode(), &limits) else {
@@ -332,8 +395,11 @@ async fn process_buffered(session: &mut Session, stream: &mut TcpStream) -> std:
             }
         };
         out.flush(stream).await?;
-        if let Flow::Close = flow {
-            return Ok(Flow::Close);
+        match flow {
+            Flow::Continue => {}
+            // STARTTLS stops here: what is still buffered was sent in
+            // plaintext and is dropped by the caller.
+            Flow::Close | Flow::StartTls => return Ok(flow),
         }
     }
 }
@@ -381,6 +447,13 @@ mod tests {
             data_dir: dir.path().to_owned(),
             imap_listen: None,
             lmtp_listen: None,
+            imaps_listen: None,
+            trusted_networks: crate::config::Network::loopback(),
+            tls: crate::config::TlsConfig {
+                settings: crate::tls::TlsSettings { cert_path: None, key_path: None },
+                timeout_handshake: std::time::Duration::from_secs(10),
+                incoming_bytes_max: 84_357,
+            },
             shutdown_grace: std::time::Duration::from_secs(1),
             imap: crate::config::ImapConfig {
                 idle_keepalive: std::time::Duration::from_secs(120),
@@ -401,12 +474,13 @@ mod tests {
                 lmtp_recipients_max: 10,
             },
         };
-        let ctx = ImapContext::new(Arc::new(store), Arc::new(users), Arc::new(config));
+        let tls = crate::tls::TlsAcceptor::load(&config.tls.settings, dir.path()).unwrap();
+        let ctx = ImapContext::new(Arc::new(store), Arc::new(users), Arc::new(config), Arc::new(tls));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (server, peer) = listener.accept().await.unwrap();
 
-        let future = run(server, peer, ctx, 1);
+        let future = run(server, peer, ctx, 1, Listener::Plain);
         let bytes = std::mem::size_of_val(&future);
         assert!(bytes <= RUN_FUTURE_BYTES_MAX, "connection future is {bytes} bytes");
         drop(future);

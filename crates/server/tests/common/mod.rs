@@ -8,12 +8,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use roost_auth::{Secret, UserDb};
-use roost_server::config::{Config, ImapConfig, Limits, LmtpConfig};
+use roost_server::config::{Config, ImapConfig, Limits, LmtpConfig, Network, TlsConfig};
+use roost_server::tls::TlsSettings;
 use roost_testkit::client::{Client, ClientLimits};
 
 pub struct TestServer {
     pub imap: SocketAddr,
     pub lmtp: SocketAddr,
+    /// The implicit-TLS listener, when the config keeps it on.
+    pub imaps: Option<SocketAddr>,
     pub data_dir: PathBuf,
     runtime: Option<tokio::runtime::Runtime>,
     running: Option<roost_server::Running>,
@@ -44,6 +47,13 @@ pub fn test_config(data_dir: PathBuf, limits: Limits) -> Config {
         data_dir,
         imap_listen: Some("127.0.0.1:0".parse().unwrap()),
         lmtp_listen: Some("127.0.0.1:0".parse().unwrap()),
+        imaps_listen: Some("127.0.0.1:0".parse().unwrap()),
+        trusted_networks: Network::loopback(),
+        tls: TlsConfig {
+            settings: TlsSettings { cert_path: None, key_path: None },
+            timeout_handshake: Duration::from_secs(10),
+            incoming_bytes_max: 84_357,
+        },
         shutdown_grace: Duration::from_secs(5),
         imap: ImapConfig {
             idle_keepalive: Duration::from_secs(120),
@@ -80,6 +90,7 @@ impl TestServer {
         TestServer {
             imap: running.imap_address.unwrap(),
             lmtp: running.lmtp_address.unwrap(),
+            imaps: running.imaps_address,
             data_dir,
             runtime: Some(runtime),
             running: Some(running),
@@ -95,6 +106,19 @@ impl TestServer {
         let mut client = self.connect();
         client.login(USER, PASSWORD).unwrap();
         client
+    }
+
+    /// Rereads the TLS certificate, as SIGHUP does.
+    pub fn reload_tls(&self) -> anyhow::Result<()> {
+        let (Some(runtime), Some(running)) = (self.runtime.as_ref(), self.running.as_ref()) else {
+            anyhow::bail!("server is stopped");
+        };
+        runtime.block_on(running.reload_tls())
+    }
+
+    /// The certificate new TLS sessions get, as a SHA-256 fingerprint.
+    pub fn tls_fingerprint(&self) -> String {
+        self.running.as_ref().map(|running| running.tls_fingerprint()).unwrap_or_default()
     }
 
     /// Stops the server as SIGTERM would.

@@ -21,6 +21,9 @@ use crate::imap::session::{Account, Flow, Pending, Session, State};
 const TOO_MANY_FAILURES: &str = "Too many failed logins";
 
 pub async fn login(session: &mut Session, username: AString<'static>, password: WireSecret<AString<'static>>) -> Outcome {
+    if !session.security.login_allowed() {
+        return privacy_required();
+    }
     let Ok(name) = String::from_utf8(username.as_ref().to_vec()) else {
         return failed_login(session, "<not UTF-8>").await;
     };
@@ -37,6 +40,9 @@ pub async fn authenticate(
     initial_response: Option<WireSecret<std::borrow::Cow<'static, [u8]>>>,
     out: &mut Output,
 ) -> Outcome {
+    if !session.security.login_allowed() {
+        return privacy_required();
+    }
     if mechanism != AuthMechanism::Plain {
         return no(Some("CANNOT"), format!("Mechanism {mechanism} is not supported"));
     }
@@ -70,8 +76,9 @@ pub async fn authenticate_data(session: &mut Session, data: AuthenticateData<'st
             out.untagged(&format!("BYE {TOO_MANY_FAILURES}"));
             Flow::Close
         }
-        // PLAIN takes a single step, so no further continuation is sent.
-        Outcome::Continued => Flow::Continue,
+        // PLAIN takes a single step, so no further continuation is sent,
+        // and STARTTLS is not an answer to AUTHENTICATE.
+        Outcome::Continued | Outcome::StartTls => Flow::Continue,
     }
 }
 
@@ -124,7 +131,7 @@ async fn check_password(session: &mut Session, name: String, password: Secret) -
     };
     info!(session = session.id, peer = %session.peer, user = %name, "logged in");
     session.state = State::Authenticated(Box::new(Account { id: account, name: name.into_boxed_str() }));
-    let capabilities = crate::imap::capabilities(&session.state, &ctx);
+    let capabilities = crate::imap::capabilities(session);
     ok_code(format!("CAPABILITY {capabilities}"), "Logged in")
 }
 
@@ -145,4 +152,10 @@ async fn failed_login(session: &mut Session, name: &str) -> Outcome {
         return Outcome::Disconnect(reply, TOO_MANY_FAILURES);
     }
     Outcome::Done(reply)
+}
+
+/// The answer to a login attempt in cleartext from an untrusted network
+/// (RFC 3501 section 6.2.3, RFC 5530 PRIVACYREQUIRED).
+fn privacy_required() -> Outcome {
+    no(Some("PRIVACYREQUIRED"), "Use STARTTLS or the TLS port before logging in")
 }

@@ -15,7 +15,7 @@ use roost_proto::types::core::AString;
 use roost_proto::types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Part, Section};
 use roost_proto::types::sequence::SequenceSet;
 use roost_store::{FlagOp, Flags, InternalDate, MessageRecord, system_flag};
-use tokio::net::TcpStream;
+use crate::transport::Transport;
 
 use super::{Outcome, bad, no, ok};
 use crate::imap::flags::write_flags;
@@ -33,7 +33,7 @@ pub async fn fetch(
     items: MacroOrMessageDataItemNames<'static>,
     uid: bool,
     out: &mut Output,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
 ) -> std::io::Result<Outcome> {
     let ctx = Arc::clone(&session.ctx);
     let mut items: Vec<MessageDataItemName<'static>> = match items {

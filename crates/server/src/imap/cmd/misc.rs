@@ -13,7 +13,7 @@ use crate::imap::session::{Pending, Session};
 const ID_PARAMETERS_LOGGED_MAX: usize = 30;
 
 pub fn capability(session: &Session, out: &mut Output) -> Outcome {
-    out.untagged(&format!("CAPABILITY {}", crate::imap::capabilities(&session.state, &session.ctx)));
+    out.untagged(&format!("CAPABILITY {}", crate::imap::capabilities(session)));
     ok("CAPABILITY completed")
 }
 

@@ -16,7 +16,7 @@ pub mod select;
 use roost_proto::extended::ExtendedCommand;
 use roost_proto::types::command::CommandBody;
 use roost_store::StoreError;
-use tokio::net::TcpStream;
+use crate::transport::Transport;
 use tracing::error;
 
 use super::names::NameError;
@@ -41,6 +41,8 @@ pub enum Outcome {
     Close(Reply),
     /// Send the tagged response, then `* BYE` with this text, and close.
     Disconnect(Reply, &'static str),
+    /// Send the tagged OK to STARTTLS, then start the TLS handshake.
+    StartTls,
 }
 
 pub fn ok(text: impl Into<String>) -> Outcome {
@@ -95,7 +97,7 @@ pub async fn run(
     session: &mut Session,
     command: ClientCommand,
     out: &mut Output,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
 ) -> std::io::Result<Outcome> {
     use CommandBody::*;
     let outcome = match command.body {
@@ -105,7 +107,8 @@ pub async fn run(
         Id { parameters } => misc::id(session, parameters, out),
         Enable { capabilities } => misc::enable(capabilities, out),
         Namespace => misc::namespace(out),
-        StartTLS => bad("STARTTLS is not available on this listener"),
+        StartTLS if session.security.tls => bad("TLS is already active"),
+        StartTLS => Outcome::StartTls,
         Login { username, password } => auth::login(session, username, password).await,
         Authenticate { mechanism, initial_response } => {
             auth::authenticate(session, command.tag, mechanism, initial_response, out).await
@@ -146,7 +149,7 @@ pub async fn run_extended(
     session: &mut Session,
     command: ExtendedCommand,
     out: &mut Output,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
 ) -> std::io::Result<Outcome> {
     let _ = (session, out, stream);
     let name = match command {
