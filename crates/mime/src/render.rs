@@ -110,8 +110,6 @@ pub(crate) fn body_structure(raw: &[u8], part: &Part, extended: bool) -> String 
 /// The Content-* fields of one part, parsed.
 struct PartHeader {
     content_type: Option<header::ContentValue>,
-    /// True when a Content-Type field exists, even one that is invalid.
-    has_content_type: bool,
     disposition: Option<header::ContentValue>,
     id: Option<Vec<u8>>,
     description: Option<Vec<u8>>,

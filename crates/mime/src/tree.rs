@@ -158,7 +158,7 @@ impl Parser<'_> {
             // empty and its body runs to the enclosing boundary.
             let (children, ended) = match boundary {
                 Some(boundary) => {
-                    let (children, ended, close) = self.multipart(body_start, open, boundary, depth, is_digest);
+                    let (children, ended, close) = self.multipart(body_start, open, &boundary, depth, is_digest);
                     close_end = close;
                     (children, ended)
                 }
@@ -293,6 +293,46 @@ impl Parser<'_> {
 }
 
 /// Returns the offset after the LF that ends the line at `pos`.
+/// The multipart boundary among Content-Type parameters. An RFC 2231
+/// extended `boundary*` (`charset'language'percent-encoded`) is decoded,
+/// because the parts are delimited by the decoded value. Dovecot 2.3 does
+/// not decode it and sees no parts; the differential tests list that.
+fn boundary_parameter(params: &[(Vec<u8>, Vec<u8>)]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    if let Some((_, value)) = params.iter().find(|(key, _)| key.eq_ignore_ascii_case(b"boundary")) {
+        return Some(std::borrow::Cow::Borrowed(value));
+    }
+    let (_, value) = params.iter().find(|(key, _)| key.eq_ignore_ascii_case(b"boundary*"))?;
+    // Skip `charset'language'`; a value without both quotes is taken as is.
+    let encoded = match value.iter().position(|&b| b == b'\'') {
+        Some(first) => {
+            let rest = &value[first + 1..];
+            let second = rest.iter().position(|&b| b == b'\'')?;
+            &rest[second + 1..]
+        }
+        None => &value[..],
+    };
+    Some(std::borrow::Cow::Owned(percent_decode(encoded)))
+}
+
+/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays.
+fn percent_decode(bytes: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(high), Some(low)) = (bytes.get(i + 1).and_then(|&b| hex(b)), bytes.get(i + 2).and_then(|&b| hex(b)))
+        {
+            out.push(high << 4 | low);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
 fn line_after(raw: &[u8], pos: usize) -> usize {
     raw[pos..].iter().position(|&b| b == b'\n').map_or(raw.len(), |i| pos + i + 1)
 }

@@ -108,11 +108,22 @@ fn single_part_message_numbers() {
     );
 }
 
+/// RFC 2045 section 5.2: an invalid Content-Type means text/plain in
+/// US-ASCII, as a missing one does. Dovecot 2.3 gives `"" ""` here.
 #[test]
-fn invalid_content_type_gives_empty_type() {
-    let raw = b"Content-Type: text; charset=us-ascii\r\n\r\nbody\r\n";
+fn invalid_content_type_means_text_plain() {
+    let raw = b"Content-Type: text; charset=iso-8859-1\r\n\r\nbody\r\n";
     let derived = derive(raw, &LIMITS);
-    assert_eq!(derived.body(), "(\"\" \"\" NIL NIL NIL \"7bit\" 6)");
+    assert_eq!(derived.body(), "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 6 1)");
+}
+
+/// An RFC 2231 encoded boundary delimits the parts by its decoded value.
+#[test]
+fn rfc2231_boundary_is_decoded() {
+    let raw = b"Content-Type: multipart/mixed; boundary*=us-ascii''a%20b\r\n\r\n--a b\r\n\r\none\r\n--a b\r\n\r\ntwo\r\n--a b--\r\n";
+    let derived = derive(raw, &LIMITS);
+    assert_eq!(derived.part_numbers(), vec![vec![1], vec![2]]);
+    assert_eq!(&*get(raw, &derived, &[2], SectionText::Full), b"two");
 }
 
 #[test]
