@@ -134,7 +134,6 @@ impl PartHeader {
             // The first Content-Type counts but the last of the other
             // fields, which is how Dovecot 2.3 reads repeated fields.
             content_type: header::first(&fields, "content-type").and_then(|v| parse_content(v, true)),
-            has_content_type: header::first(&fields, "content-type").is_some(),
             disposition: header::last(&fields, "content-disposition")
                 .and_then(|v| parse_content(v, false)),
             id: unfolded("content-id"),
@@ -187,9 +186,9 @@ fn write_single(out: &mut String, raw: &[u8], part: &Part, header: &PartHeader, 
         // case whatever the header contains.
         (Kind::Message(_), _) => (b"message", b"rfc822"),
         (_, Some(ct)) => (&ct.value, ct.subtype.as_deref().unwrap_or_default()),
-        // An invalid Content-Type gives empty strings, as in Dovecot 2.3,
-        // rather than the text/plain default of a missing one.
-        (_, None) if header.has_content_type => (b"", b""),
+        // A missing or syntactically invalid Content-Type means text/plain
+        // in US-ASCII (RFC 2045 section 5.2). Dovecot 2.3 gives empty
+        // strings for an invalid one; the differential tests list that.
         (_, None) => (b"text", b"plain"),
     };
     let is_text = media_type.eq_ignore_ascii_case(b"text");

@@ -134,12 +134,7 @@ impl Parser<'_> {
         let (is_multipart, is_message, is_digest, boundary) = match &content_type {
             Some(ct) => {
                 let subtype = ct.subtype.as_deref().unwrap_or_default();
-                let boundary = ct
-                    .params
-                    .iter()
-                    .find(|(key, _)| key.eq_ignore_ascii_case(b"boundary"))
-                    .map(|(_, value)| value.as_slice())
-                    .filter(|value| !value.is_empty());
+                let boundary = boundary_parameter(&ct.params).filter(|value| !value.is_empty());
                 (
                     ct.value.eq_ignore_ascii_case(b"multipart"),
                     ct.value.eq_ignore_ascii_case(b"message") && subtype.eq_ignore_ascii_case(b"rfc822"),
