@@ -17,6 +17,36 @@ use crate::client::{Client, ClientLimits};
 pub const USER: &str = "roost";
 pub const PASSWORD: &str = "roost-test";
 
+/// An invalid Content-Type means text/plain in US-ASCII (RFC 2045 section
+/// 5.2); Dovecot 2.3 sends an empty type and subtype instead.
+const INVALID_CONTENT_TYPE: &str = "RFC 2045 section 5.2 default for an invalid Content-Type";
+
+/// RFC 2231 applies to every parameter, so an encoded `boundary*` is decoded
+/// and its parts found; Dovecot 2.3 does not decode it and finds no parts.
+const ENCODED_BOUNDARY: &str = "RFC 2231 encoded boundary decoded";
+
+/// Where Roost's MIME answers differ from Dovecot 2.3's on purpose, because
+/// Dovecot departs from the RFC: (corpus message, FETCH item, reason). The
+/// differential tests accept exactly these.
+pub const RFC_DEPARTURES: &[(&str, &str, &str)] = &[
+    ("cpython/msg_14.txt", "BODYSTRUCTURE", INVALID_CONTENT_TYPE),
+    ("cpython/msg_14.txt", "BODY", INVALID_CONTENT_TYPE),
+    ("enmime/mail-mime-bad-content-type.raw", "BODYSTRUCTURE", INVALID_CONTENT_TYPE),
+    ("enmime/mail-mime-bad-content-type.raw", "BODY", INVALID_CONTENT_TYPE),
+    ("enmime/mail-mime-blank-media-name.raw", "BODYSTRUCTURE", INVALID_CONTENT_TYPE),
+    ("enmime/mail-mime-blank-media-name.raw", "BODY", INVALID_CONTENT_TYPE),
+    ("enmime/parts-barren-content-type.raw", "BODYSTRUCTURE", INVALID_CONTENT_TYPE),
+    ("enmime/parts-barren-content-type.raw", "BODY", INVALID_CONTENT_TYPE),
+    ("enmime/parts-empty-ctype-bad-content.raw", "BODYSTRUCTURE", INVALID_CONTENT_TYPE),
+    ("enmime/parts-empty-ctype-bad-content.raw", "BODY", INVALID_CONTENT_TYPE),
+    ("cpython/msg_33.txt", "BODYSTRUCTURE", ENCODED_BOUNDARY),
+    ("cpython/msg_33.txt", "BODY", ENCODED_BOUNDARY),
+    ("cpython/msg_33.txt", "BODY[1]", ENCODED_BOUNDARY),
+    ("cpython/msg_33.txt", "BODY[1.MIME]", ENCODED_BOUNDARY),
+    ("cpython/msg_33.txt", "BODY[2]", ENCODED_BOUNDARY),
+    ("cpython/msg_33.txt", "BODY[2.MIME]", ENCODED_BOUNDARY),
+];
+
 /// How long start-up and shutdown may take before the instance is treated
 /// as failed.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
