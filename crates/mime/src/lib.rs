@@ -1,6 +1,7 @@
 //! MIME analysis of stored messages: the part tree with byte offsets,
-//! ENVELOPE, BODY and BODYSTRUCTURE, FETCH section extraction, and the
-//! decoded header and body text that SEARCH matches against.
+//! ENVELOPE, BODY and BODYSTRUCTURE, FETCH section extraction, BINARY
+//! sections with their transfer encoding undone, and the decoded header
+//! and body text that SEARCH matches against.
 //!
 //! A message is analysed once, at delivery or APPEND, by [`derive`]; the
 //! store keeps [`Derived::encode`]'s bytes next to the message so FETCH
@@ -15,11 +16,13 @@
 //! agree). mail-parser decodes RFC 2047 words and the Date: header.
 
 mod address;
+mod binary;
 mod header;
 mod render;
 mod section;
 mod tree;
 
+pub use binary::{BinaryError, binary_section};
 pub use section::{Section, SectionText, TextLimits, decode_charset, header_values, search_text, section};
 
 /// Bounds on the analysis of one message.

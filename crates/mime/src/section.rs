@@ -194,7 +194,7 @@ fn leaf_text(raw: &[u8], part: &Part) -> Option<String> {
 
 /// Decodes base64, skipping line ends and any other byte outside the
 /// alphabet, and stopping at the first padding.
-fn decode_base64(body: &[u8]) -> Vec<u8> {
+pub(crate) fn decode_base64(body: &[u8]) -> Vec<u8> {
     use base64::Engine as _;
     let mut clean: Vec<u8> = body
         .iter()
@@ -211,7 +211,7 @@ fn decode_base64(body: &[u8]) -> Vec<u8> {
 
 /// Decodes quoted-printable (RFC 2045 section 6.7). A malformed `=`
 /// sequence is kept as it is.
-fn decode_quoted_printable(body: &[u8]) -> Vec<u8> {
+pub(crate) fn decode_quoted_printable(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len());
     let mut index = 0;
     while index < body.len() {
