@@ -75,7 +75,7 @@ pub async fn dispatch_extended(
         out.status(Some(&tag), Status::Bad, None, text);
         return Ok(Flow::Continue);
     }
-    let outcome = cmd::run_extended(session, command, out, stream).await?;
+    let outcome = cmd::run_extended(session, &tag, command, out, stream).await?;
     Ok(finish(session, &tag, outcome, allow_expunge, out).await)
 }
 

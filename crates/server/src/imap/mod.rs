@@ -126,7 +126,5 @@ pub fn capabilities(session: &Session) -> String {
         starttls_offered: !session.security.tls,
         append_limit_bytes: session.ctx.config.limits.message_bytes_max as u64,
     };
-    let listed = roost_proto::capability::capabilities(protocol_state, &options);
-    let names: Vec<String> = listed.as_ref().iter().map(ToString::to_string).collect();
-    names.join(" ")
+    roost_proto::capability::capability_line(protocol_state, &options)
 }

@@ -1,14 +1,27 @@
 //! Mailbox names between the wire form and the store's canonical form.
 //!
-//! On the wire (IMAP4rev1) names are modified UTF-7 with `/` between
-//! levels; the store keeps UTF-8. `INBOX` is case-insensitive and always
-//! stored as `INBOX`. Length and depth are bounded by configuration.
+//! On the wire names are modified UTF-7 (IMAP4rev1) or UTF-8 (after
+//! `ENABLE IMAP4rev2` or `ENABLE UTF8=ACCEPT`), with `/` between levels;
+//! the store keeps UTF-8. `INBOX` is case-insensitive and always stored as
+//! `INBOX`. Length and depth are bounded by configuration.
 
 use roost_proto::mutf7;
+use roost_proto::response::rev2::{MailboxNameEncoding, write_mailbox_name};
 use roost_proto::types::mailbox::Mailbox;
 use roost_store::HIERARCHY_SEPARATOR;
 
 use crate::config::Limits;
+use crate::imap::session::Enabled;
+
+/// Returns the wire form of mailbox names for a session with `enabled`:
+/// UTF-8 once IMAP4rev2 (RFC 9051 section 5.1) or UTF8=ACCEPT (RFC 6855
+/// section 3) is enabled, modified UTF-7 before.
+pub fn encoding(enabled: Enabled) -> MailboxNameEncoding {
+    match enabled.imap4rev2 || enabled.utf8_accept {
+        true => MailboxNameEncoding::Utf8,
+        false => MailboxNameEncoding::ModifiedUtf7,
+    }
+}
 
 /// Why a client's mailbox name was not accepted.
 #[derive(Debug, PartialEq, Eq)]
@@ -25,7 +38,7 @@ impl NameError {
     /// The text of a tagged `BAD` or `NO` for this error.
     pub fn message(&self) -> String {
         match self {
-            NameError::Encoding => "Mailbox name is not valid modified UTF-7".to_owned(),
+            NameError::Encoding => "Mailbox name is not valid modified UTF-7 or UTF-8".to_owned(),
             NameError::EmptyLevel => "Mailbox name has an empty hierarchy level".to_owned(),
             NameError::TooLong { max } => format!("Mailbox name is longer than {max} bytes"),
             NameError::TooDeep { max } => format!("Mailbox name has more than {max} levels"),
@@ -33,15 +46,32 @@ impl NameError {
     }
 }
 
-/// Converts a wire mailbox name to the store's canonical name.
-pub fn from_wire(mailbox: &Mailbox<'_>, limits: &Limits) -> Result<String, NameError> {
+/// Converts a wire mailbox name in `encoding` to the store's canonical
+/// name.
+pub fn from_wire(mailbox: &Mailbox<'_>, limits: &Limits, encoding: MailboxNameEncoding) -> Result<String, NameError> {
     let bytes: &[u8] = match mailbox {
         Mailbox::Inbox => return Ok("INBOX".to_owned()),
         Mailbox::Other(other) => other.as_ref(),
     };
-    let text = std::str::from_utf8(bytes).map_err(|_| NameError::Encoding)?;
-    let name = mutf7::decode(text).map_err(|_| NameError::Encoding)?;
+    let name = decode(bytes, encoding).ok_or(NameError::Encoding)?;
     canonical(&name, limits)
+}
+
+/// Decodes a name, reference or LIST pattern from its wire form. UTF-8
+/// names are taken as they are, `&` included, because a client that
+/// enabled UTF-8 names no longer uses modified UTF-7 (RFC 9051 section
+/// 5.1).
+pub fn decode(bytes: &[u8], encoding: MailboxNameEncoding) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    match encoding {
+        MailboxNameEncoding::ModifiedUtf7 => mutf7::decode(text).ok(),
+        MailboxNameEncoding::Utf8 => Some(text.to_owned()),
+    }
+}
+
+/// Appends a canonical name as an astring in `encoding`.
+pub fn write(out: &mut Vec<u8>, name: &str, encoding: MailboxNameEncoding) {
+    write_mailbox_name(out, name, encoding);
 }
 
 /// Checks a UTF-8 name and folds a leading `INBOX` level to upper case.
@@ -66,7 +96,7 @@ pub fn canonical(name: &str, limits: &Limits) -> Result<String, NameError> {
     Ok(name.to_owned())
 }
 
-/// Converts a canonical name to its wire form.
+/// Converts a canonical name to its IMAP4rev1 wire form.
 pub fn to_wire(name: &str) -> String {
     mutf7::encode(name)
 }

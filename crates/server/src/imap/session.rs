@@ -62,6 +62,10 @@ pub struct Selected {
     /// Flag changes this session made with STORE .SILENT (or reported in its
     /// own STORE response), not to be announced again by the next sync.
     pub own_changes: Vec<(Uid, ModSeq)>,
+    /// The result of the last SEARCH with RETURN (SAVE), as UIDs
+    /// (RFC 5182). `None` until a SEARCH saves one, and for an empty
+    /// result; it goes with the mailbox when the session leaves it.
+    pub saved_search: Option<Box<roost_proto::types::sequence::SequenceSet>>,
 }
 
 /// What the session is in the middle of between reads.

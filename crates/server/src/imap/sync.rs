@@ -4,6 +4,7 @@
 //! FETCH, STORE and SEARCH, because the client's sequence numbers would
 //! shift under it. A sync that may not announce expunges still sends the
 //! other updates (FLAGS, EXISTS, RECENT, FETCH) when nothing was expunged.
+//! IMAP4rev2 sessions get no RECENT responses.
 //! When something was, it leaves the view as it is, because the new view's
 //! numbers only hold after the EXPUNGE responses. The next command that may
 //! send them (NOOP, IDLE, CHECK, and every other command except those
@@ -23,6 +24,9 @@ use super::view;
 /// expunged (see the module doc).
 pub async fn sync(session: &mut Session, out: &mut Output, allow_expunge: bool) {
     let ctx = std::sync::Arc::clone(&session.ctx);
+    // IMAP4rev2 sessions claim no \Recent messages and get no RECENT
+    // responses (RFC 9051 appendix E).
+    let rev2 = session.enabled.imap4rev2;
     let Some(selected) = session.selected_mut() else {
         return;
     };
@@ -56,7 +60,7 @@ pub async fn sync(session: &mut Session, out: &mut Output, allow_expunge: bool) 
     }
     if let Some(exists) = delta.exists {
         out.untagged(&format!("{exists} EXISTS"));
-        if !selected.read_only && !delta.added.is_empty() {
+        if !rev2 && !selected.read_only && !delta.added.is_empty() {
             match ctx.store.claim_recent(selected.id).await {
                 Ok(mut claimed) => {
                     selected.recent.append(&mut claimed);
@@ -66,7 +70,9 @@ pub async fn sync(session: &mut Session, out: &mut Output, allow_expunge: bool) 
                 Err(err) => warn!(mailbox = ?selected.id, error = %err, "could not claim recent messages"),
             }
         }
-        out.untagged(&format!("{} RECENT", selected.recent.len()));
+        if !rev2 {
+            out.untagged(&format!("{} RECENT", selected.recent.len()));
+        }
     }
     for &index in &delta.flag_changes {
         let entry = &new.messages[index];

@@ -26,7 +26,7 @@ pub async fn append(
 ) -> Outcome {
     let ctx = Arc::clone(&session.ctx);
     let Some(account) = session.account().map(|a| a.id) else { return bad("Log in first") };
-    let name = match names::from_wire(mailbox, &ctx.config.limits) {
+    let name = match names::from_wire(mailbox, &ctx.config.limits, names::encoding(session.enabled)) {
         Ok(name) => name,
         Err(err) => return super::name_error(err),
     };

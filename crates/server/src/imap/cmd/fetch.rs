@@ -1,15 +1,16 @@
-//! FETCH and UID FETCH (RFC 3501 section 6.4.5).
+//! FETCH and UID FETCH (RFC 3501 section 6.4.5), with BINARY[],
+//! BINARY.PEEK[] and BINARY.SIZE[] (RFC 3516).
 //!
 //! ENVELOPE, BODY and BODYSTRUCTURE come from the analysis stored at
 //! delivery; sections are cut from the raw message with its stored part
-//! offsets. Messages are read from the store in batches and the output is
+//! offsets, and BINARY sections are decoded by roost-mime. Messages are read from the store in batches and the output is
 //! written out as it grows, so a FETCH of a whole large mailbox holds only
 //! one batch at a time.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use roost_mime::{Derived, SectionText};
+use roost_mime::{BinaryError, Derived, SectionText};
 use roost_proto::types::IntoStatic;
 use roost_proto::types::core::AString;
 use roost_proto::types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Part, Section};
@@ -43,11 +44,6 @@ pub async fn fetch(
     if uid && !items.contains(&MessageDataItemName::Uid) {
         // UID FETCH always returns the UID (RFC 3501 section 6.4.8).
         items.insert(0, MessageDataItemName::Uid);
-    }
-    if let Some(unsupported) = items.iter().find(|item| {
-        matches!(item, MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. })
-    }) {
-        return Ok(bad(format!("FETCH item {unsupported:?} is not supported")));
     }
     let Some(selected) = session.selected() else { return Ok(bad("No mailbox selected")) };
     let indexes = match resolve(&selected.view, set, uid) {
@@ -93,7 +89,18 @@ pub async fn fetch(
             };
             let include_flags = wants_flags || newly_seen.binary_search(&record.uid).is_ok();
             let message = Message { record: &record, raw: raw.as_deref(), recent, depth_max: ctx.config.limits.mime_depth_max };
-            write_message(out, index as u32 + 1, &items, include_flags, &message, &ctx).await;
+            let line_start = out.buf.len();
+            if let Err(BinaryError::UnknownEncoding(encoding)) =
+                write_message(out, index as u32 + 1, &items, include_flags, &message, &ctx).await
+            {
+                // The message's line is dropped and the command fails, as
+                // RFC 3516 section 4.3 requires. Earlier lines were sent.
+                // NOTE: BINARY without PEEK has already set \Seen on this
+                // batch, before its encoding was found unknown.
+                out.buf.truncate(line_start);
+                let text = format!("Message UID {} has an unknown Content-Transfer-Encoding: {encoding}", record.uid);
+                return Ok(no(Some("UNKNOWN-CTE"), text));
+            }
             out.flush_if_large(stream).await?;
         }
     }
@@ -112,7 +119,10 @@ fn seen_flag() -> Flags {
 fn marks_seen(item: &MessageDataItemName<'_>) -> bool {
     matches!(
         item,
-        MessageDataItemName::BodyExt { peek: false, .. } | MessageDataItemName::Rfc822 | MessageDataItemName::Rfc822Text
+        MessageDataItemName::BodyExt { peek: false, .. }
+            | MessageDataItemName::Binary { peek: false, .. }
+            | MessageDataItemName::Rfc822
+            | MessageDataItemName::Rfc822Text
     )
 }
 
@@ -120,6 +130,8 @@ fn needs_raw(item: &MessageDataItemName<'_>) -> bool {
     matches!(
         item,
         MessageDataItemName::BodyExt { .. }
+            | MessageDataItemName::Binary { .. }
+            | MessageDataItemName::BinarySize { .. }
             | MessageDataItemName::Rfc822
             | MessageDataItemName::Rfc822Header
             | MessageDataItemName::Rfc822Text
@@ -152,7 +164,7 @@ async fn write_message(
     include_flags: bool,
     message: &Message<'_>,
     _ctx: &crate::imap::ImapContext,
-) {
+) -> Result<(), BinaryError> {
     let mut derived: Option<Derived> = None;
     let buf = &mut out.buf;
     buf.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
@@ -226,11 +238,51 @@ async fn write_message(
                 buf.push(b' ');
                 write_literal(buf, data);
             }
-            // Rejected before any output is written.
-            MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => {}
+            MessageDataItemName::Binary { section, partial, .. } => {
+                let derived = derived.get_or_insert_with(|| message.derived());
+                let part: Vec<u32> = section.iter().map(|number| number.get()).collect();
+                let data = roost_mime::binary_section(message.raw.unwrap_or_default(), derived, &part)?;
+                buf.extend_from_slice(b"BINARY[");
+                write_part_numbers(buf, &part);
+                buf.push(b']');
+                let data: &[u8] = match partial {
+                    Some((start, length)) => {
+                        buf.extend_from_slice(format!("<{start}>").as_bytes());
+                        let start = (*start as usize).min(data.len());
+                        let end = start.saturating_add(length.get() as usize).min(data.len());
+                        &data[start..end]
+                    }
+                    None => &data,
+                };
+                buf.push(b' ');
+                write_literal8(buf, data);
+            }
+            MessageDataItemName::BinarySize { section } => {
+                let derived = derived.get_or_insert_with(|| message.derived());
+                let part: Vec<u32> = section.iter().map(|number| number.get()).collect();
+                let data = roost_mime::binary_section(message.raw.unwrap_or_default(), derived, &part)?;
+                buf.extend_from_slice(b"BINARY.SIZE[");
+                write_part_numbers(buf, &part);
+                buf.extend_from_slice(format!("] {}", data.len()).as_bytes());
+            }
         }
     }
     buf.extend_from_slice(b")\r\n");
+    Ok(())
+}
+
+fn write_part_numbers(buf: &mut Vec<u8>, part: &[u32]) {
+    let numbers: Vec<String> = part.iter().map(u32::to_string).collect();
+    buf.extend_from_slice(numbers.join(".").as_bytes());
+}
+
+/// Writes decoded content as a literal, or as a literal8 (`~{n}`) when it
+/// contains NUL, which RFC 3516 section 4.2 requires.
+fn write_literal8(buf: &mut Vec<u8>, data: &[u8]) {
+    if data.contains(&0) {
+        buf.push(b'~');
+    }
+    write_literal(buf, data);
 }
 
 fn write_flags_item(buf: &mut Vec<u8>, flags: &Flags, recent: bool) {

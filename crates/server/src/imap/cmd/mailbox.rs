@@ -1,24 +1,28 @@
-//! CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB and STATUS.
+//! CREATE (with CREATE-SPECIAL-USE, RFC 6154), DELETE, RENAME,
+//! SUBSCRIBE, UNSUBSCRIBE and STATUS (with SIZE and DELETED, RFC 8438 and
+//! RFC 9051). LIST and LSUB are in [`super::list`].
 
-use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use roost_proto::mutf7;
-use roost_proto::types::mailbox::{ListMailbox, Mailbox};
-use roost_proto::types::status::StatusDataItemName;
-use roost_store::HIERARCHY_SEPARATOR;
+use roost_proto::extended::{CreateSpecialUse, SpecialUse};
+use roost_proto::response::rev2::encode_status_data;
+use roost_proto::types::mailbox::Mailbox;
+use roost_proto::types::status::{StatusDataItem, StatusDataItemName};
+use roost_store::MailboxStatus;
 
 use super::{Outcome, bad, name_error, no, ok};
 use crate::imap::names;
 use crate::imap::output::Output;
-use roost_proto::response::write_astring;
 use crate::imap::session::Session;
 
 fn account_id(session: &Session) -> Option<roost_store::AccountId> {
     session.account().map(|account| account.id)
 }
 
-pub async fn create(session: &mut Session, mailbox: &Mailbox<'_>) -> Outcome {
+/// Runs CREATE. `special_uses` are the attributes of a `USE (...)` list
+/// (RFC 6154 section 3), empty for a plain CREATE.
+pub async fn create(session: &mut Session, mailbox: &Mailbox<'_>, special_uses: &[SpecialUse]) -> Outcome {
     let Some(account) = account_id(session) else { return bad("Log in first") };
     // A trailing separator declares that the name will have children
     // (RFC 3501 section 6.3.3); the mailbox itself is created without it.
@@ -34,22 +38,50 @@ pub async fn create(session: &mut Session, mailbox: &Mailbox<'_>) -> Outcome {
         }
         other => other,
     };
-    let name = match names::from_wire(mailbox, &session.ctx.config.limits) {
+    let name = match names::from_wire(mailbox, &session.ctx.config.limits, names::encoding(session.enabled)) {
         Ok(name) => name,
         Err(err) => return name_error(err),
     };
     if name == "INBOX" {
         return no(Some("ALREADYEXISTS"), "INBOX always exists");
     }
-    match session.ctx.store.create_mailbox(account, &name, None).await {
+    let special_use = match supported_special_use(special_uses) {
+        Ok(special_use) => special_use,
+        Err(outcome) => return outcome,
+    };
+    match session.ctx.store.create_mailbox(account, &name, special_use).await {
         Ok(_) => ok("CREATE completed"),
         Err(err) => super::store_failure(session, err),
     }
 }
 
+/// Runs CREATE with a `USE` list.
+pub async fn create_special_use(session: &mut Session, command: CreateSpecialUse) -> Outcome {
+    create(session, &command.mailbox, &command.special_uses).await
+}
+
+/// Picks the one special use a new mailbox gets. The store keeps at most
+/// one per mailbox, and `\All` and `\Flagged` name virtual mailboxes that
+/// Roost cannot build, so those requests get NO [USEATTR] (RFC 6154
+/// section 3), as does an attribute RFC 6154 does not define.
+fn supported_special_use(special_uses: &[SpecialUse]) -> Result<Option<&str>, Outcome> {
+    match special_uses {
+        [] => Ok(None),
+        [SpecialUse::Archive | SpecialUse::Drafts | SpecialUse::Junk | SpecialUse::Sent | SpecialUse::Trash] => {
+            Ok(Some(special_uses[0].as_str()))
+        }
+        [SpecialUse::All | SpecialUse::Flagged] => Err(no(
+            Some("USEATTR"),
+            format!("{} mailboxes are not supported: use \\Archive, \\Drafts, \\Junk, \\Sent or \\Trash", special_uses[0].as_str()),
+        )),
+        [SpecialUse::Other(flag)] => Err(no(Some("USEATTR"), format!("{flag} is not a special-use attribute"))),
+        _ => Err(no(Some("USEATTR"), "A mailbox can have only one special-use attribute")),
+    }
+}
+
 pub async fn delete(session: &mut Session, mailbox: &Mailbox<'_>) -> Outcome {
     let Some(account) = account_id(session) else { return bad("Log in first") };
-    let name = match names::from_wire(mailbox, &session.ctx.config.limits) {
+    let name = match names::from_wire(mailbox, &session.ctx.config.limits, names::encoding(session.enabled)) {
         Ok(name) => name,
         Err(err) => return name_error(err),
     };
@@ -65,7 +97,8 @@ pub async fn delete(session: &mut Session, mailbox: &Mailbox<'_>) -> Outcome {
 pub async fn rename(session: &mut Session, from: &Mailbox<'_>, to: &Mailbox<'_>) -> Outcome {
     let Some(account) = account_id(session) else { return bad("Log in first") };
     let limits = &session.ctx.config.limits;
-    let (from, to) = match (names::from_wire(from, limits), names::from_wire(to, limits)) {
+    let encoding = names::encoding(session.enabled);
+    let (from, to) = match (names::from_wire(from, limits, encoding), names::from_wire(to, limits, encoding)) {
         (Ok(from), Ok(to)) => (from, to),
         (Err(err), _) | (_, Err(err)) => return name_error(err),
     };
@@ -80,7 +113,7 @@ pub async fn rename(session: &mut Session, from: &Mailbox<'_>, to: &Mailbox<'_>)
 
 pub async fn subscribe(session: &mut Session, mailbox: &Mailbox<'_>, subscribed: bool) -> Outcome {
     let Some(account) = account_id(session) else { return bad("Log in first") };
-    let name = match names::from_wire(mailbox, &session.ctx.config.limits) {
+    let name = match names::from_wire(mailbox, &session.ctx.config.limits, names::encoding(session.enabled)) {
         Ok(name) => name,
         Err(err) => return name_error(err),
     };
@@ -91,175 +124,6 @@ pub async fn subscribe(session: &mut Session, mailbox: &Mailbox<'_>, subscribed:
     }
 }
 
-/// One name a LIST or LSUB response may carry, with its attributes.
-#[derive(Default)]
-struct Entry {
-    /// The mailbox exists and can be selected.
-    selectable: bool,
-    /// The name is subscribed (LSUB).
-    subscribed: bool,
-    has_children: bool,
-    special_use: Option<String>,
-}
-
-pub async fn list(
-    session: &mut Session,
-    reference: &Mailbox<'_>,
-    pattern: &ListMailbox<'_>,
-    lsub: bool,
-    out: &mut Output,
-) -> Outcome {
-    let Some(account) = account_id(session) else { return bad("Log in first") };
-    let command = if lsub { "LSUB" } else { "LIST" };
-    let reference = match reference {
-        Mailbox::Inbox => "INBOX".to_owned(),
-        Mailbox::Other(other) => match decode_wire(other.as_ref()) {
-            Some(reference) => reference,
-            None => return bad("Reference is not valid modified UTF-7"),
-        },
-    };
-    let pattern_bytes: &[u8] = match pattern {
-        ListMailbox::Token(token) => token.as_ref(),
-        ListMailbox::String(string) => string.as_ref(),
-    };
-    let Some(pattern) = decode_wire(pattern_bytes) else {
-        return bad("Pattern is not valid modified UTF-7");
-    };
-
-    // An empty pattern asks for the hierarchy separator and the root.
-    if pattern.is_empty() {
-        out.untagged(&format!("{command} (\\Noselect) \"/\" \"\""));
-        return ok(format!("{command} completed"));
-    }
-    // The reference is a prefix for the pattern (RFC 3501 section 6.3.8)
-    // unless the pattern starts at the root.
-    let full_pattern = if pattern.starts_with(HIERARCHY_SEPARATOR) || reference.is_empty() {
-        pattern
-    } else {
-        format!("{reference}{pattern}")
-    };
-
-    let ctx = Arc::clone(&session.ctx);
-    let mailboxes = match ctx.store.mailboxes(account).await {
-        Ok(mailboxes) => mailboxes,
-        Err(err) => return super::store_failure(session, err),
-    };
-    let subscriptions = if lsub {
-        match ctx.store.subscriptions(account).await {
-            Ok(subscriptions) => subscriptions,
-            Err(err) => return super::store_failure(session, err),
-        }
-    } else {
-        Vec::new()
-    };
-
-    let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
-    for mailbox in &mailboxes {
-        let entry = entries.entry(mailbox.name.clone()).or_default();
-        entry.selectable = true;
-        entry.special_use = mailbox.special_use.clone();
-    }
-    for name in &subscriptions {
-        entries.entry(name.clone()).or_default().subscribed = true;
-    }
-    // Parents implied by deeper names exist as \Noselect entries.
-    let names: Vec<String> = entries.keys().cloned().collect();
-    for name in &names {
-        let mut end = 0;
-        while let Some(offset) = name[end..].find(HIERARCHY_SEPARATOR) {
-            let parent = &name[..end + offset];
-            entries.entry(parent.to_owned()).or_default().has_children = true;
-            end += offset + 1;
-        }
-    }
-
-    for (name, entry) in &entries {
-        if !matches_pattern(&full_pattern, name) {
-            continue;
-        }
-        if lsub && !entry.subscribed {
-            // A `%` that stops at an unsubscribed parent of a subscribed
-            // name lists the parent as \Noselect (RFC 3501 section 6.3.9).
-            let has_subscribed_child = entries
-                .range(format!("{name}{HIERARCHY_SEPARATOR}")..)
-                .take_while(|(child, _)| child.starts_with(name.as_str()))
-                .any(|(child, e)| e.subscribed && child.as_bytes().get(name.len()) == Some(&b'/'));
-            if !(full_pattern.ends_with('%') && has_subscribed_child) {
-                continue;
-            }
-        }
-        let mut attributes: Vec<&str> = Vec::new();
-        if !entry.selectable && !lsub {
-            attributes.push("\\Noselect");
-        }
-        if lsub && !entry.subscribed {
-            attributes.push("\\Noselect");
-        }
-        if !lsub {
-            attributes.push(if entry.has_children { "\\HasChildren" } else { "\\HasNoChildren" });
-            if let Some(special_use) = &entry.special_use {
-                attributes.push(special_use);
-            }
-        }
-        let mut line = format!("* {command} ({}) \"/\" ", attributes.join(" ")).into_bytes();
-        write_astring(&mut line, names::to_wire(name).as_bytes());
-        line.extend_from_slice(b"\r\n");
-        out.raw(&line);
-    }
-    ok(format!("{command} completed"))
-}
-
-fn decode_wire(bytes: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    mutf7::decode(text).ok()
-}
-
-/// Matches a LIST pattern: `*` matches any characters, `%` any except the
-/// hierarchy separator. A leading `INBOX` matches case-insensitively.
-pub fn matches_pattern(pattern: &str, name: &str) -> bool {
-    let pattern = fold_inbox(pattern);
-    let name = fold_inbox(name);
-    let pattern: Vec<char> = pattern.chars().collect();
-    let name: Vec<char> = name.chars().collect();
-    // Dynamic programming over (pattern position, name position) keeps the
-    // work at most the product of the lengths, whatever the wildcards.
-    let mut reachable = vec![false; name.len() + 1];
-    reachable[0] = true;
-    for &p in &pattern {
-        let mut next = vec![false; name.len() + 1];
-        match p {
-            '*' | '%' => {
-                let mut open = false;
-                for i in 0..=name.len() {
-                    open = open || reachable[i];
-                    next[i] = open;
-                    if p == '%' && i < name.len() && name[i] == HIERARCHY_SEPARATOR {
-                        open = false;
-                    }
-                }
-            }
-            c => {
-                for i in 0..name.len() {
-                    if reachable[i] && name[i] == c {
-                        next[i + 1] = true;
-                    }
-                }
-            }
-        }
-        reachable = next;
-    }
-    reachable[name.len()]
-}
-
-fn fold_inbox(name: &str) -> std::borrow::Cow<'_, str> {
-    let first_level_end = name.find(HIERARCHY_SEPARATOR).unwrap_or(name.len());
-    if name[..first_level_end].eq_ignore_ascii_case("INBOX") && &name[..first_level_end] != "INBOX" {
-        std::borrow::Cow::Owned(format!("INBOX{}", &name[first_level_end..]))
-    } else {
-        std::borrow::Cow::Borrowed(name)
-    }
-}
-
 pub async fn status(
     session: &mut Session,
     mailbox: &Mailbox<'_>,
@@ -267,10 +131,14 @@ pub async fn status(
     out: &mut Output,
 ) -> Outcome {
     let Some(account) = account_id(session) else { return bad("Log in first") };
-    let name = match names::from_wire(mailbox, &session.ctx.config.limits) {
+    let encoding = names::encoding(session.enabled);
+    let name = match names::from_wire(mailbox, &session.ctx.config.limits, encoding) {
         Ok(name) => name,
         Err(err) => return name_error(err),
     };
+    if let Err(text) = check_status_items(items, session.enabled.imap4rev2) {
+        return bad(text);
+    }
     let ctx = Arc::clone(&session.ctx);
     let info = match ctx.store.mailbox(account, &name).await {
         Ok(Some(info)) => info,
@@ -281,51 +149,71 @@ pub async fn status(
         Ok(status) => status,
         Err(err) => return super::store_failure(session, err),
     };
-    let mut values = Vec::new();
-    for item in items {
-        let value = match item {
-            StatusDataItemName::Messages => format!("MESSAGES {}", status.messages),
-            StatusDataItemName::Recent => format!("RECENT {}", status.recent),
-            StatusDataItemName::UidNext => format!("UIDNEXT {}", status.uid_next),
-            StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", status.uid_validity),
-            StatusDataItemName::Unseen => format!("UNSEEN {}", status.unseen),
-            StatusDataItemName::Deleted => format!("DELETED {}", status.deleted),
-            other => return bad(format!("STATUS item {other:?} is not supported")),
-        };
-        values.push(value);
-    }
-    let mut line = b"* STATUS ".to_vec();
-    write_astring(&mut line, names::to_wire(&name).as_bytes());
-    line.extend_from_slice(format!(" ({})\r\n", values.join(" ")).as_bytes());
-    out.raw(&line);
+    out.raw(&encode_status_data(&name, &status_items(&status, items), encoding));
     ok("STATUS completed")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::matches_pattern;
-
-    #[test]
-    fn list_wildcards() {
-        let cases = [
-            ("*", "INBOX", true),
-            ("*", "a/b/c", true),
-            ("%", "a", true),
-            ("%", "a/b", false),
-            ("a/%", "a/b", true),
-            ("a/%", "a/b/c", false),
-            ("a/*", "a/b/c", true),
-            ("inbox", "INBOX", true),
-            ("Inbox/%", "INBOX/x", true),
-            ("%/b", "a/b", true),
-            ("a*c", "abc", true),
-            ("a*c", "ab", false),
-            ("a%c", "a/c", false),
-            ("", "a", false),
-            ("Sent", "sent", false),
-        ];
-        for (pattern, name, expected) in cases {
-            assert_eq!(matches_pattern(pattern, name), expected, "pattern {pattern:?} against {name:?}");
+/// Rejects STATUS items Roost does not support. RECENT is not an item in
+/// IMAP4rev2 (RFC 9051 section 6.3.11), so a rev2 session may not ask for
+/// it. DELETED-STORAGE belongs to QUOTA (RFC 9208), which Roost does not
+/// offer.
+fn check_status_items(items: &[StatusDataItemName], imap4rev2: bool) -> Result<(), String> {
+    for item in items {
+        match item {
+            StatusDataItemName::Recent if imap4rev2 => {
+                return Err("STATUS RECENT is not valid after ENABLE IMAP4rev2".to_owned());
+            }
+            StatusDataItemName::Messages
+            | StatusDataItemName::Recent
+            | StatusDataItemName::UidNext
+            | StatusDataItemName::UidValidity
+            | StatusDataItemName::Unseen
+            | StatusDataItemName::Deleted
+            | StatusDataItemName::Size => {}
+            other => return Err(format!("STATUS item {other:?} is not supported")),
         }
+    }
+    Ok(())
+}
+
+/// Returns the values of `items`, which [`check_status_items`] accepted,
+/// in the order asked.
+fn status_items(status: &MailboxStatus, items: &[StatusDataItemName]) -> Vec<StatusDataItem> {
+    let uid_next = NonZeroU32::new(status.uid_next).unwrap_or(NonZeroU32::MIN);
+    let uid_validity = NonZeroU32::new(status.uid_validity).unwrap_or(NonZeroU32::MIN);
+    items
+        .iter()
+        .filter_map(|item| match item {
+            StatusDataItemName::Messages => Some(StatusDataItem::Messages(status.messages)),
+            StatusDataItemName::Recent => Some(StatusDataItem::Recent(status.recent)),
+            StatusDataItemName::UidNext => Some(StatusDataItem::UidNext(uid_next)),
+            StatusDataItemName::UidValidity => Some(StatusDataItem::UidValidity(uid_validity)),
+            StatusDataItemName::Unseen => Some(StatusDataItem::Unseen(status.unseen)),
+            StatusDataItemName::Deleted => Some(StatusDataItem::Deleted(status.deleted)),
+            StatusDataItemName::Size => Some(StatusDataItem::Size(status.size)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Writes the STATUS responses of LIST RETURN (STATUS (...)) (RFC 5819)
+/// for the existing mailboxes the LIST listed. A mailbox deleted since it
+/// was listed is skipped, and an invalid item list gets no STATUS at all,
+/// because LIST itself succeeded.
+pub async fn write_list_status(
+    session: &Session,
+    account: roost_store::AccountId,
+    listed: &[String],
+    items: &[StatusDataItemName],
+    out: &mut Output,
+) {
+    if check_status_items(items, session.enabled.imap4rev2).is_err() {
+        return;
+    }
+    let encoding = names::encoding(session.enabled);
+    for name in listed {
+        let Ok(Some(info)) = session.ctx.store.mailbox(account, name).await else { continue };
+        let Ok(status) = session.ctx.store.status(info.id).await else { continue };
+        out.raw(&encode_status_data(name, &status_items(&status, items), encoding));
     }
 }

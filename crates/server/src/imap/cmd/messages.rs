@@ -93,7 +93,7 @@ pub async fn copy(
     let ctx = Arc::clone(&session.ctx);
     let command = if is_move { "MOVE" } else { "COPY" };
     let Some(account) = session.account().map(|a| a.id) else { return bad("Log in first") };
-    let target_name = match names::from_wire(mailbox, &ctx.config.limits) {
+    let target_name = match names::from_wire(mailbox, &ctx.config.limits, names::encoding(session.enabled)) {
         Ok(name) => name,
         Err(err) => return super::name_error(err),
     };

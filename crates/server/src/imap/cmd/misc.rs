@@ -1,5 +1,6 @@
 //! CAPABILITY, LOGOUT, ID, ENABLE, NAMESPACE and IDLE.
 
+use roost_proto::enable::{EnableTarget, classify_enable};
 use roost_proto::types::core::{IString, NString, Tag, Vec1};
 use roost_proto::types::extensions::enable::CapabilityEnable;
 use tracing::info;
@@ -50,10 +51,36 @@ pub fn id(session: &Session, parameters: Option<Vec<(IString<'static>, NString<'
     ok("ID completed")
 }
 
-/// RFC 5161 ENABLE. No extension that needs enabling is offered yet, so
-/// nothing is enabled and the ENABLED list is empty.
-pub fn enable(_capabilities: Vec1<CapabilityEnable<'static>>, out: &mut Output) -> Outcome {
-    out.untagged("ENABLED");
+/// RFC 5161 ENABLE of IMAP4rev2 (RFC 9051) and UTF8=ACCEPT (RFC 6855).
+/// Both let the client send UTF-8 strings and switch mailbox names to
+/// UTF-8; IMAP4rev2 also switches responses to rev2 forms. The ENABLED
+/// response lists only what this command turned on, so enabling twice
+/// lists nothing the second time; other names are ignored, as RFC 5161
+/// requires.
+pub fn enable(session: &mut Session, capabilities: Vec1<CapabilityEnable<'static>>, out: &mut Output) -> Outcome {
+    let mut enabled_now: Vec<&str> = Vec::new();
+    for capability in capabilities.as_ref() {
+        match classify_enable(capability) {
+            EnableTarget::Imap4Rev2 if !session.enabled.imap4rev2 => {
+                session.enabled.imap4rev2 = true;
+                enabled_now.push("IMAP4rev2");
+            }
+            EnableTarget::Utf8Accept if !session.enabled.utf8_accept => {
+                session.enabled.utf8_accept = true;
+                enabled_now.push("UTF8=ACCEPT");
+            }
+            _ => {}
+        }
+    }
+    if !enabled_now.is_empty() {
+        session.accept_utf8();
+    }
+    let mut line = String::from("ENABLED");
+    for name in enabled_now {
+        line.push(' ');
+        line.push_str(name);
+    }
+    out.untagged(&line);
     ok("ENABLE completed")
 }
 

@@ -7,19 +7,22 @@
 pub mod append;
 pub mod auth;
 pub mod fetch;
+pub mod list;
 pub mod mailbox;
 pub mod messages;
 pub mod misc;
 pub mod search;
 pub mod select;
 
-use roost_proto::extended::ExtendedCommand;
+use roost_proto::extended::{ExtendedCommand, SavedResultCommand};
+use roost_proto::types::core::Tag;
 use roost_proto::types::command::CommandBody;
 use roost_store::StoreError;
 use crate::transport::Transport;
 use tracing::error;
 
 use super::names::NameError;
+use super::sequence::resolve_clamped;
 use super::output::{Output, Status};
 use super::session::{ClientCommand, Session};
 
@@ -105,7 +108,7 @@ pub async fn run(
         Noop | Check => ok(format!("{} completed", command.body.name())),
         Logout => misc::logout(out),
         Id { parameters } => misc::id(session, parameters, out),
-        Enable { capabilities } => misc::enable(capabilities, out),
+        Enable { capabilities } => misc::enable(session, capabilities, out),
         Namespace => misc::namespace(out),
         StartTLS if session.security.tls => bad("TLS is already active"),
         StartTLS => Outcome::StartTls,
@@ -117,18 +120,18 @@ pub async fn run(
         Examine { mailbox, .. } => select::select(session, &mailbox, true, out).await,
         Unselect => select::unselect(session),
         Close => select::close(session).await,
-        Create { mailbox } => mailbox::create(session, &mailbox).await,
+        Create { mailbox } => mailbox::create(session, &mailbox, &[]).await,
         Delete { mailbox } => mailbox::delete(session, &mailbox).await,
         Rename { from, to } => mailbox::rename(session, &from, &to).await,
         Subscribe { mailbox } => mailbox::subscribe(session, &mailbox, true).await,
         Unsubscribe { mailbox } => mailbox::subscribe(session, &mailbox, false).await,
-        List { reference, mailbox_wildcard } => mailbox::list(session, &reference, &mailbox_wildcard, false, out).await,
-        Lsub { reference, mailbox_wildcard } => mailbox::list(session, &reference, &mailbox_wildcard, true, out).await,
+        List { reference, mailbox_wildcard } => list::list(session, &reference, &mailbox_wildcard, false, out).await,
+        Lsub { reference, mailbox_wildcard } => list::list(session, &reference, &mailbox_wildcard, true, out).await,
         Status { mailbox, item_names } => mailbox::status(session, &mailbox, &item_names, out).await,
         Append { mailbox, flags, date, message } => append::append(session, &mailbox, &flags, date, message).await,
         Expunge => messages::expunge(session, None, out).await,
         ExpungeUid { sequence_set } => messages::expunge(session, Some(&sequence_set), out).await,
-        Search { charset, criteria, uid } => search::search(session, charset, criteria, uid, out).await,
+        Search { charset, criteria, uid } => search::search(session, &command.tag, charset, criteria, uid, out).await,
         Fetch { sequence_set, macro_or_item_names, uid, .. } => {
             return fetch::fetch(session, &sequence_set, macro_or_item_names, uid, out, stream).await;
         }
@@ -147,18 +150,45 @@ pub async fn run(
 /// IMAP4rev2 forms imap-codec lacks); the state was already checked.
 pub async fn run_extended(
     session: &mut Session,
+    tag: &str,
     command: ExtendedCommand,
     out: &mut Output,
     stream: &mut Transport,
 ) -> std::io::Result<Outcome> {
-    let _ = (session, out, stream);
-    let name = match command {
-        ExtendedCommand::Search(_) => "SEARCH RETURN",
-        ExtendedCommand::SavedResult(_) => "The saved search result ($)",
-        ExtendedCommand::List(_) => "Extended LIST",
-        ExtendedCommand::Create(_) => "CREATE with USE",
+    // The reader checked the tag, so this conversion does not fail.
+    let Ok(tag) = Tag::try_from(tag.to_owned()) else { return Ok(bad("Invalid tag")) };
+    let outcome = match command {
+        ExtendedCommand::Search(search) => search::search_extended(session, &tag, search, out).await,
+        ExtendedCommand::List(list) => list::list_extended(session, list, out).await,
+        ExtendedCommand::Create(create) => mailbox::create_special_use(session, create).await,
+        ExtendedCommand::SavedResult(saved) => return run_saved_result(session, tag, saved, out, stream).await,
     };
-    // TODO: IMAP4rev2 handlers for these forms are being added; until then
-    // they are rejected as unsupported, which is what a rev1 server does.
-    Ok(bad(format!("{name} is not supported")))
+    Ok(outcome)
+}
+
+/// Runs a command whose sequence set is `$` with the saved search result
+/// in its place (RFC 5182 section 2.2). With no saved result, or none of
+/// its messages left, the command applies to no message and succeeds.
+async fn run_saved_result(
+    session: &mut Session,
+    tag: Tag<'static>,
+    saved: SavedResultCommand,
+    out: &mut Output,
+    stream: &mut Transport,
+) -> std::io::Result<Outcome> {
+    let name = saved.body().name();
+    let Some(selected) = session.selected() else { return Ok(bad("No mailbox selected")) };
+    let Some(uids) = selected.saved_search.as_deref() else { return Ok(ok(format!("{name} completed"))) };
+    let set = match saved.uses_uids() {
+        true => Some(uids.clone()),
+        false => {
+            let indexes = resolve_clamped(&selected.view, uids, true);
+            let numbers: Vec<u32> = indexes.iter().map(|&index| index as u32 + 1).collect();
+            search::uid_set(&numbers)
+        }
+    };
+    let Some(set) = set else { return Ok(ok(format!("{name} completed"))) };
+    let mut command = saved.into_command(set);
+    command.tag = tag;
+    Box::pin(run(session, command, out, stream)).await
 }

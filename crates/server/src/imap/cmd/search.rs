@@ -1,4 +1,10 @@
-//! SEARCH and UID SEARCH (RFC 3501 section 6.4.4).
+//! SEARCH and UID SEARCH (RFC 3501 and RFC 9051 section 6.4.4), with
+//! ESEARCH results (RFC 4731) and the saved result `$` (RFC 5182).
+//!
+//! The saved result is kept as UIDs in the session's selected-mailbox
+//! state, so it names the same messages after an expunge and goes away
+//! with SELECT, EXAMINE, CLOSE and UNSELECT, as RFC 5182 section 2.1
+//! requires.
 //!
 //! The criteria are first compiled: strings are decoded from the client's
 //! charset and folded to lower case, and sequence sets are resolved against
@@ -8,10 +14,15 @@
 //! with MIME transfer encodings, charsets and encoded-words undone).
 
 use std::cell::OnceCell;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use roost_mime::Derived;
-use roost_proto::types::core::{AString, Charset, Vec1};
+use roost_proto::extended::{ExtendedSearch, SearchReturnOptions};
+use roost_proto::response::rev2::{EsearchData, encode_esearch};
+use roost_proto::sequence::compact;
+use roost_proto::types::core::{AString, Charset, Tag, Vec1};
+use roost_proto::types::sequence::SequenceSet;
 use roost_proto::types::datetime::NaiveDate;
 use roost_proto::types::search::SearchKey;
 use roost_store::{Flags, MessageRecord, Snapshot, system_flag};
@@ -68,24 +79,174 @@ struct Needs {
     raw: bool,
 }
 
+/// Runs SEARCH or UID SEARCH in the RFC 3501 syntax. An IMAP4rev2 session
+/// gets the result as ESEARCH with ALL (RFC 9051 section 6.4.4), a rev1
+/// session as a SEARCH response.
 pub async fn search(
     session: &mut Session,
+    tag: &Tag<'static>,
     charset: Option<Charset<'static>>,
     criteria: Vec1<SearchKey<'static>>,
     uid: bool,
     out: &mut Output,
 ) -> Outcome {
+    let form = match session.enabled.imap4rev2 {
+        true => ResultForm::Esearch(SearchReturnOptions { all: true, ..SearchReturnOptions::default() }),
+        false => ResultForm::Search,
+    };
+    run_search(session, tag, charset, criteria.as_ref(), uid, form, out).await
+}
+
+/// Runs SEARCH with RETURN options (ESEARCH, RFC 4731; SAVE, RFC 5182)
+/// or with `$`, the saved result, in its criteria.
+pub async fn search_extended(session: &mut Session, tag: &Tag<'static>, command: ExtendedSearch, out: &mut Output) -> Outcome {
+    let saved = session.selected().and_then(|selected| selected.saved_search.as_deref().cloned());
+    let key = command.criteria.into_search_key(saved.as_ref());
+    let form = match command.return_options {
+        Some(options) => ResultForm::Esearch(options),
+        None if session.enabled.imap4rev2 => {
+            ResultForm::Esearch(SearchReturnOptions { all: true, ..SearchReturnOptions::default() })
+        }
+        None => ResultForm::Search,
+    };
+    run_search(session, tag, command.charset, std::slice::from_ref(&key), command.uid, form, out).await
+}
+
+/// The response form of a SEARCH result.
+#[derive(Clone, Copy)]
+enum ResultForm {
+    /// `* SEARCH 2 5 9` (RFC 3501).
+    Search,
+    /// `* ESEARCH (TAG "t") ...` with the requested data, and the result
+    /// saved for `$` if SAVE is among the options.
+    Esearch(SearchReturnOptions),
+}
+
+/// One matching message.
+#[derive(Clone, Copy)]
+struct Match {
+    sequence_number: u32,
+    uid: u32,
+}
+
+async fn run_search(
+    session: &mut Session,
+    tag: &Tag<'static>,
+    charset: Option<Charset<'static>>,
+    criteria: &[SearchKey<'static>],
+    uid: bool,
+    form: ResultForm,
+    out: &mut Output,
+) -> Outcome {
+    let save = matches!(form, ResultForm::Esearch(options) if options.save);
+    let matches = match evaluate(session, charset, criteria).await {
+        Ok(matches) => matches,
+        Err(outcome) => {
+            // A failed SEARCH with SAVE leaves `$` empty (RFC 5182
+            // section 2.1), so a later command using it touches nothing.
+            if save && let Some(selected) = session.selected_mut() {
+                selected.saved_search = None;
+            }
+            return outcome;
+        }
+    };
+    let number = |found: &Match| if uid { found.uid } else { found.sequence_number };
+
+    let options = match form {
+        ResultForm::Search => {
+            let mut line = String::from("SEARCH");
+            for found in &matches {
+                line.push(' ');
+                line.push_str(&number(found).to_string());
+            }
+            out.untagged(&line);
+            return ok(format!("{} completed", if uid { "UID SEARCH" } else { "SEARCH" }));
+        }
+        ResultForm::Esearch(options) => options,
+    };
+
+    if options.save {
+        let saved = saved_messages(&matches, options);
+        let uids: Vec<u32> = saved.iter().map(|found| found.uid).collect();
+        if let Some(selected) = session.selected_mut() {
+            selected.saved_search = uid_set(&uids).map(Box::new);
+        }
+    }
+    // SAVE alone asks for no ESEARCH response (RFC 5182 section 2.4).
+    let only_save = options.save && !(options.min || options.max || options.all || options.count);
+    if !only_save {
+        let numbers: Vec<u32> = matches.iter().map(number).collect();
+        let ranges = ranges(&numbers);
+        let data = EsearchData {
+            min: numbers.first().copied().filter(|_| options.min),
+            max: numbers.last().copied().filter(|_| options.max),
+            count: options.count.then_some(numbers.len() as u32),
+            all: options.all.then_some(ranges.as_slice()),
+        };
+        out.raw(&encode_esearch(Some(tag), uid, &data));
+    }
+    ok(format!("{} completed", if uid { "UID SEARCH" } else { "SEARCH" }))
+}
+
+/// Returns the messages SAVE keeps: all matches, except that MIN or MAX
+/// without ALL or COUNT saves only the lowest and highest match
+/// (RFC 5182 section 2.4).
+fn saved_messages(matches: &[Match], options: SearchReturnOptions) -> Vec<Match> {
+    if options.all || options.count || !(options.min || options.max) {
+        return matches.to_vec();
+    }
+    let mut saved = Vec::new();
+    if let (true, Some(first)) = (options.min, matches.first()) {
+        saved.push(*first);
+    }
+    if let (true, Some(last)) = (options.max, matches.last()) {
+        if saved.first().is_none_or(|first| first.uid != last.uid) {
+            saved.push(*last);
+        }
+    }
+    saved
+}
+
+/// Groups ascending numbers into ranges, such as `2:4,9`.
+fn ranges(numbers: &[u32]) -> Vec<RangeInclusive<u32>> {
+    let mut ranges: Vec<RangeInclusive<u32>> = Vec::new();
+    for &number in numbers {
+        match ranges.last_mut() {
+            Some(last) if last.end().checked_add(1) == Some(number) => *last = *last.start()..=number,
+            _ => ranges.push(number..=number),
+        }
+    }
+    ranges
+}
+
+/// Returns ascending UIDs as a sequence set, or `None` for none.
+pub fn uid_set(uids: &[u32]) -> Option<SequenceSet> {
+    if uids.is_empty() {
+        return None;
+    }
+    SequenceSet::try_from(compact(uids).as_str()).ok()
+}
+
+/// Tests every message of the selected mailbox against `criteria`, ANDed.
+async fn evaluate(
+    session: &mut Session,
+    charset: Option<Charset<'static>>,
+    criteria: &[SearchKey<'static>],
+) -> Result<Vec<Match>, Outcome> {
     let ctx = Arc::clone(&session.ctx);
-    let Some(selected) = session.selected() else { return bad("No mailbox selected") };
+    let Some(selected) = session.selected() else { return Err(bad("No mailbox selected")) };
     let charset = charset.map(|c| charset_name(&c)).unwrap_or_else(|| "US-ASCII".to_owned());
     let compiler = Compiler { view: &selected.view, charset: &charset };
-    let keys: Result<Vec<Key>, CompileError> = criteria.as_ref().iter().map(|key| compiler.compile(key)).collect();
+    let keys: Result<Vec<Key>, CompileError> = criteria.iter().map(|key| compiler.compile(key)).collect();
     let key = match keys {
         Ok(keys) => Key::And(keys),
         Err(CompileError::BadCharset) => {
-            return no(Some(&format!("BADCHARSET ({ADVERTISED_CHARSETS})")), format!("Charset {charset} is not supported"));
+            return Err(no(
+                Some(&format!("BADCHARSET ({ADVERTISED_CHARSETS})")),
+                format!("Charset {charset} is not supported"),
+            ));
         }
-        Err(CompileError::Undecodable) => return bad(format!("Search string is not valid {charset}")),
+        Err(CompileError::Undecodable) => return Err(bad(format!("Search string is not valid {charset}"))),
     };
     let needs = key.needs();
     let view = Arc::clone(&selected.view);
@@ -93,14 +254,14 @@ pub async fn search(
     let mailbox = selected.id;
     let depth_max = ctx.config.limits.mime_depth_max;
 
-    let mut matches: Vec<u32> = Vec::new();
+    let mut matches: Vec<Match> = Vec::new();
     for (batch_index, batch) in view.messages.chunks(BATCH_MESSAGES).enumerate() {
         let base = batch_index * BATCH_MESSAGES;
         let records: Vec<Option<MessageRecord>> = if needs.record || needs.raw {
             let uids: Vec<u32> = batch.iter().map(|m| m.uid).collect();
             let loaded = match ctx.store.messages(mailbox, &uids).await {
                 Ok(loaded) => loaded,
-                Err(err) => return super::store_failure(session, err),
+                Err(err) => return Err(super::store_failure(session, err)),
             };
             let mut by_uid = loaded.into_iter().peekable();
             uids.iter()
@@ -119,7 +280,7 @@ pub async fn search(
             let raw = match (needs.raw, record) {
                 (true, Some(record)) => match ctx.store.read_raw(record.blob).await {
                     Ok(raw) => Some(raw),
-                    Err(err) => return super::store_failure(session, err),
+                    Err(err) => return Err(super::store_failure(session, err)),
                 },
                 _ => None,
             };
@@ -135,17 +296,11 @@ pub async fn search(
                 text_bytes_max: ctx.config.limits.message_bytes_max,
             };
             if key.matches(&message) {
-                matches.push(if uid { entry.uid } else { index as u32 + 1 });
+                matches.push(Match { sequence_number: index as u32 + 1, uid: entry.uid });
             }
         }
     }
-    let mut line = String::from("SEARCH");
-    for number in matches {
-        line.push(' ');
-        line.push_str(&number.to_string());
-    }
-    out.untagged(&line);
-    ok("SEARCH completed")
+    Ok(matches)
 }
 
 fn charset_name(charset: &Charset<'_>) -> String {

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use roost_proto::response::rev2::{ListData, encode_list};
 use roost_proto::types::mailbox::Mailbox;
-use roost_store::system_flag;
+use roost_store::{HIERARCHY_SEPARATOR, system_flag};
 
 use super::{Outcome, bad, no, ok, ok_code};
 use crate::imap::names;
@@ -32,7 +33,7 @@ pub async fn select(session: &mut Session, mailbox: &Mailbox<'_>, read_only: boo
     session.state = State::Authenticated(account);
 
     let ctx = Arc::clone(&session.ctx);
-    let name = match names::from_wire(mailbox, &ctx.config.limits) {
+    let name = match names::from_wire(mailbox, &ctx.config.limits, names::encoding(session.enabled)) {
         Ok(name) => name,
         Err(err) => return super::name_error(err),
     };
@@ -47,7 +48,12 @@ pub async fn select(session: &mut Session, mailbox: &Mailbox<'_>, read_only: boo
         Ok(view) => view,
         Err(err) => return super::store_failure(session, err),
     };
-    let (recent, recent_count) = if read_only {
+    // An IMAP4rev2 session has no \Recent (RFC 9051 appendix E), so it
+    // leaves recent messages for rev1 sessions to claim.
+    let rev2 = session.enabled.imap4rev2;
+    let (recent, recent_count) = if rev2 {
+        (Vec::new(), 0)
+    } else if read_only {
         match ctx.store.status(info.id).await {
             Ok(status) => (Vec::new(), status.recent as usize),
             Err(err) => return super::store_failure(session, err),
@@ -70,12 +76,21 @@ pub async fn select(session: &mut Session, mailbox: &Mailbox<'_>, read_only: boo
         out.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
     }
     out.untagged(&format!("{} EXISTS", view.messages.len()));
-    out.untagged(&format!("{recent_count} RECENT"));
-    if let Some(index) = view.messages.iter().position(|m| m.flags.system & system_flag::SEEN == 0) {
-        out.untagged(&format!("OK [UNSEEN {}] First unseen message", index + 1));
+    // RFC 9051 drops the RECENT response and the UNSEEN code from SELECT
+    // and adds a LIST response for the selected mailbox.
+    if !rev2 {
+        out.untagged(&format!("{recent_count} RECENT"));
+        if let Some(index) = view.messages.iter().position(|m| m.flags.system & system_flag::SEEN == 0) {
+            out.untagged(&format!("OK [UNSEEN {}] First unseen message", index + 1));
+        }
     }
     out.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", view.uid_validity));
     out.untagged(&format!("OK [UIDNEXT {}] Predicted next UID", view.uid_next));
+    if rev2 {
+        let attributes: Vec<&str> = info.special_use.as_deref().into_iter().collect();
+        let data = ListData { attributes: &attributes, delimiter: Some(HIERARCHY_SEPARATOR), name: &name, extended_items: &[] };
+        out.raw(&encode_list(&data, names::encoding(session.enabled)));
+    }
 
     let Some(account) = leave_mailbox(session) else {
         return bad("Log in first");
@@ -88,6 +103,7 @@ pub async fn select(session: &mut Session, mailbox: &Mailbox<'_>, read_only: boo
         recent,
         changes,
         own_changes: Vec::new(),
+        saved_search: None,
     };
     session.state = State::Selected(account, Box::new(selected));
     if read_only {
