@@ -128,6 +128,16 @@ fn select_without_recent_in_rev2() {
     append(&mut rev1, "INBOX", &message("later", "second"));
     let reply = rev2.command("S5", "NOOP");
     assert_eq!(reply, ["* 2 EXISTS", "S5 OK NOOP completed"]);
+
+    // Selecting again closes the previous mailbox with OK [CLOSED] in rev2
+    // only, before any response about the new one.
+    let reply = rev2.command("S6", "EXAMINE Sent");
+    assert_eq!(reply[0], "* OK [CLOSED] Previous mailbox is now closed");
+    let reply = rev1.command("S7", "EXAMINE Sent");
+    assert!(!reply.iter().any(|line| line.contains("[CLOSED]")), "{reply:?}");
+    let reply = rev2.command("S8", "SELECT Nonexistent");
+    assert_eq!(reply[0], "* OK [CLOSED] Previous mailbox is now closed");
+    assert_eq!(reply[1], "S8 NO [NONEXISTENT] No such mailbox");
 }
 
 #[test]

@@ -25,10 +25,16 @@ fn leave_mailbox(session: &mut Session) -> Option<Box<Account>> {
 
 pub async fn select(session: &mut Session, mailbox: &Mailbox<'_>, read_only: bool, out: &mut Output) -> Outcome {
     // A SELECT that fails still leaves the previous mailbox (RFC 3501
-    // section 6.3.1), so the state drops to Authenticated first.
+    // section 6.3.1), so the state drops to Authenticated first. An
+    // IMAP4rev2 client receives OK [CLOSED] (RFC 9051 section 7.1),
+    // which marks where the old mailbox's responses end.
+    let was_selected = session.selected().is_some();
     let Some(account) = leave_mailbox(session) else {
         return bad("Log in first");
     };
+    if was_selected && session.enabled.imap4rev2 {
+        out.untagged("OK [CLOSED] Previous mailbox is now closed");
+    }
     let account_id = account.id;
     session.state = State::Authenticated(account);
 
