@@ -5,6 +5,9 @@
 //! This module depends on the binary's command line and start-up log lines,
 //! and nothing of the server's internals.
 
+// Several test files include this module, and none uses every helper.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -124,6 +127,9 @@ pub struct Server {
     pub imap: SocketAddr,
     /// Address of the LMTP listener, from the start-up log.
     pub lmtp: SocketAddr,
+    /// Address of the implicit-TLS IMAP listener, from the start-up log,
+    /// when it is on.
+    pub imaps: Option<SocketAddr>,
     /// Data directory passed with `--data-dir`.
     pub data_dir: PathBuf,
     /// Every stderr line so far, for checks on log output.
@@ -173,12 +179,16 @@ impl Server {
         let deadline = Instant::now() + START_TIMEOUT;
         let mut imap = None;
         let mut lmtp = None;
+        let mut imaps = None;
         while imap.is_none() || lmtp.is_none() {
             let remaining = deadline.saturating_duration_since(Instant::now());
             match lines.recv_timeout(remaining) {
                 Ok(line) => {
                     imap = imap.or_else(|| address_after(&line, "IMAP listening address="));
                     lmtp = lmtp.or_else(|| address_after(&line, "LMTP listening address="));
+                    // The server binds the TLS listener before LMTP, so its
+                    // line comes before the loop ends.
+                    imaps = imaps.or_else(|| address_after(&line, "IMAP over TLS listening address="));
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     let _ = child.kill();
@@ -201,15 +211,75 @@ impl Server {
             child: Some(child),
             imap: imap.unwrap(),
             lmtp: lmtp.unwrap(),
+            imaps,
             data_dir,
             log,
             _temp: temp,
         }
     }
 
+    /// Starts `roost serve` like [`Server::start`], with `config` as the
+    /// TOML config file. The flags still choose the data folder and the
+    /// port-0 listeners.
+    pub fn start_with_config(users: &[(&str, &str)], config: &str) -> Server {
+        let temp = tempfile::tempdir().unwrap();
+        let data_dir = temp.path().join("data");
+        for (name, password) in users {
+            add_user(&data_dir, name, password);
+        }
+        let config_path = temp.path().join("roost.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let args = [
+            "serve",
+            "--config",
+            config_path.to_str().unwrap(),
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--imap-listen",
+            "127.0.0.1:0",
+            "--lmtp-listen",
+            "127.0.0.1:0",
+            "--imaps-listen",
+            "127.0.0.1:0",
+        ];
+        let cwd = temp.path().to_path_buf();
+        Server::spawn(&args, &cwd, data_dir.clone(), temp)
+    }
+
+    /// Returns the self-signed certificate the server generated, which
+    /// clients must trust when no certificate is configured.
+    pub fn generated_certificate(&self) -> PathBuf {
+        self.data_dir.join("tls").join("certificate.pem")
+    }
+
     /// Returns the stderr lines logged so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Waits up to `timeout` for a log line, after the first `skip` lines,
+    /// that contains `needle`, and returns it. Fails the test with the log
+    /// when none comes.
+    pub fn wait_for_log(&self, needle: &str, skip: usize, timeout: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let found = self.log.lock().unwrap().iter().skip(skip).find(|line| line.contains(needle)).cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "no log line containing {needle:?} within {timeout:?}; log:\n{}",
+                self.log().join("\n")
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGHUP, which makes the server reread its TLS certificate.
+    pub fn reload(&self) {
+        let child = self.child.as_ref().expect("the server is running");
+        signal(child, libc::SIGHUP);
     }
 
     /// Sends SIGTERM and waits up to `timeout` for the exit. Returns the
