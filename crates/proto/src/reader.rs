@@ -17,9 +17,13 @@
 //!   reported as soon as the limit is passed, without waiting for the line
 //!   end. The rest of such a line may announce a literal, so skipping to the
 //!   next line end could read literal bytes as commands.
-//! - A synchronising literal `{n}` over its limit is rejected with
-//!   `tag BAD [TOOBIG]` at once. The client does not send the literal without
-//!   a continuation request, so the command ends there.
+//! - A synchronising literal `{n}` over its limit is rejected at once, in
+//!   place of the continuation request. The client does not send the
+//!   literal without one, so the command ends there. APPEND's message
+//!   literal gets `tag NO [TOOBIG]`, because RFC 7889 section 4 has the
+//!   server reject an APPEND over the upload limit with a tagged TOOBIG and
+//!   NO is APPEND's result for a message the server will not store (RFC 9051
+//!   section 6.3.12). Every other literal gets `tag BAD [TOOBIG]`.
 //! - A non-synchronising literal `{n+}` over its limit is already on its way.
 //!   Its bytes are counted and dropped, the rest of the command is dropped,
 //!   and then `tag BAD [TOOBIG]` is returned. If `n` is larger than both
@@ -49,7 +53,13 @@
 use std::ops::Range;
 
 use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec, decode::Decoder};
-use imap_types::{IntoStatic, auth::AuthenticateData, command::Command, core::Tag, response::Code};
+use imap_types::{
+    IntoStatic,
+    auth::AuthenticateData,
+    command::Command,
+    core::Tag,
+    response::{Code, StatusKind},
+};
 
 use crate::extended::ExtendedCommand;
 use crate::extended::{self, ExtendedLimits, Parsed};
@@ -138,12 +148,16 @@ pub enum ReadEvent {
         /// Announced literal size in bytes.
         length: u32,
     },
-    /// Bad input. The server sends `tag BAD [code] text`, or `* BAD` when
-    /// `tag` is `None`. If `close` is set, the server then sends a BYE and
-    /// closes the connection, and the reader returns no more events.
+    /// Rejected input. The server sends `tag <kind> [code] text`, or
+    /// `* <kind>` when `tag` is `None`. If `close` is set, the server then
+    /// sends a BYE and closes the connection, and the reader returns no more
+    /// events.
     Rejected {
         /// The command's tag, if it could be read.
         tag: Option<Tag<'static>>,
+        /// Status of the response: NO for an APPEND message over its limit,
+        /// BAD for everything else.
+        kind: StatusKind,
         /// Response code to put in brackets, such as TOOBIG.
         code: Option<Code<'static>>,
         /// Human-readable response text, never empty.
@@ -195,6 +209,7 @@ enum Stage {
 #[derive(Debug, Clone, PartialEq)]
 struct Rejection {
     tag: Option<Tag<'static>>,
+    kind: StatusKind,
     code: Option<Code<'static>>,
     text: String,
     close: bool,
@@ -204,6 +219,7 @@ impl Rejection {
     fn into_event(self) -> ReadEvent {
         ReadEvent::Rejected {
             tag: self.tag,
+            kind: self.kind,
             code: self.code,
             text: self.text,
             close: self.close,
@@ -343,6 +359,7 @@ impl CommandReader {
                 self.close();
                 Some(Err(Rejection {
                     tag,
+                    kind: StatusKind::Bad,
                     code: Some(Code::TooBig),
                     text: format!("Line is longer than {} bytes", limits.line_bytes_max),
                     close: true,
@@ -413,8 +430,16 @@ impl CommandReader {
         let length = match announcement.length {
             Some(length) if length as usize <= literal_bytes_max => length,
             _ => {
+                // Only a synchronising message literal can still get NO: a
+                // non-synchronising one is already on its way, and RFC 7888
+                // section 4 answers it with BAD.
+                let kind = match is_append_message && !announcement.non_sync {
+                    true => StatusKind::No,
+                    false => StatusKind::Bad,
+                };
                 let rejection = Rejection {
                     tag: decode_tag(&self.command),
+                    kind,
                     code: Some(Code::TooBig),
                     text: format!("Literal is larger than {literal_bytes_max} bytes"),
                     close: false,
@@ -457,6 +482,7 @@ impl CommandReader {
         }
         Some(Rejection {
             tag: decode_tag(&self.command),
+            kind: StatusKind::Bad,
             code: Some(Code::TooBig),
             text: format!(
                 "Non-synchronising literal is larger than {non_sync_bytes_max} bytes: send it as a synchronising literal"
@@ -497,6 +523,7 @@ impl CommandReader {
                 self.close();
                 Some(ReadEvent::Rejected {
                     tag: rejection.tag,
+                    kind: rejection.kind,
                     code: rejection.code,
                     text: format!(
                         "Non-synchronising literal is larger than {skip_bytes_max} bytes"
@@ -517,6 +544,7 @@ impl CommandReader {
     fn decode_command(&self) -> ReadEvent {
         let rejected = |text: String| ReadEvent::Rejected {
             tag: decode_tag(&self.command),
+            kind: StatusKind::Bad,
             code: None,
             text,
             close: false,
@@ -549,6 +577,7 @@ impl CommandReader {
             Ok(([], _)) => ReadEvent::IdleDone,
             _ => ReadEvent::Rejected {
                 tag: None,
+                kind: StatusKind::Bad,
                 code: None,
                 text: "Expected DONE to end IDLE".to_owned(),
                 close: false,
@@ -564,6 +593,7 @@ impl CommandReader {
             Ok(([], data)) => ReadEvent::AuthenticateData(data.into_static()),
             _ => ReadEvent::Rejected {
                 tag: None,
+                kind: StatusKind::Bad,
                 code: None,
                 text: "Invalid base64 in authentication response".to_owned(),
                 close: false,
@@ -639,6 +669,7 @@ const COMMAND_CAPACITY_KEPT_MAX: usize = 64 * 1024;
 fn command_too_big(tag: Option<Tag<'static>>, limits: &ReaderLimits) -> Rejection {
     Rejection {
         tag,
+        kind: StatusKind::Bad,
         code: Some(Code::TooBig),
         text: format!("Command is larger than {} bytes", limits.command_bytes_max),
         close: false,

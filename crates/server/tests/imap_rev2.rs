@@ -463,7 +463,12 @@ fn append_limit_enforced() {
     // answer comes in place of the continuation request.
     connection.send(b"A2 APPEND INBOX {201}\r\n");
     let reply = connection.read_tagged("A2");
-    assert_eq!(reply, ["A2 BAD [TOOBIG] Literal is larger than 200 bytes"]);
+    assert_eq!(reply, ["A2 NO [TOOBIG] Literal is larger than 200 bytes"]);
+
+    // Any other literal over its limit is still a client error, BAD.
+    connection.send(b"A3 SEARCH SUBJECT {2000000}\r\n");
+    let reply = connection.read_tagged("A3");
+    assert_eq!(tagged(&reply), "A3 BAD [TOOBIG] Literal is larger than 1048576 bytes");
 }
 
 /// A message whose part 1 is base64 with a NUL byte, part 2

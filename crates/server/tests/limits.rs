@@ -197,11 +197,13 @@ fn append_at_message_limit_is_stored() {
 
 #[test]
 fn append_past_message_limit_is_toobig() {
+    // RFC 7889 section 4: an APPEND over the upload limit gets a tagged
+    // NO [TOOBIG], sent in place of the continuation request.
     let server = start_small();
     let mut connection = RawConnection::login(server.imap);
     let reply = append_sized(&mut connection, "a", 1001, false);
     assert_eq!(reply.len(), 1, "{reply:?}");
-    assert!(reply[0].starts_with("a BAD [TOOBIG]"), "{reply:?}");
+    assert!(reply[0].starts_with("a NO [TOOBIG]"), "{reply:?}");
 
     let reply = connection.command("c", "STATUS INBOX (MESSAGES)");
     assert_eq!(reply[0], "* STATUS INBOX (MESSAGES 0)");

@@ -5,7 +5,7 @@ use imap_types::{
     core::Tag,
     fetch::{MacroOrMessageDataItemNames, MessageDataItemName},
     mailbox::{ListMailbox, Mailbox},
-    response::Code,
+    response::{Code, StatusKind},
     search::SearchKey,
     sequence::SequenceSet,
     status::StatusDataItemName,
@@ -737,6 +737,7 @@ fn literal_minus_limit() {
         [
             ReadEvent::Rejected {
                 tag: Some(Tag::try_from("a1").unwrap()),
+                kind: StatusKind::Bad,
                 code: Some(Code::TooBig),
                 text: "Non-synchronising literal is larger than 4 bytes: send it as a synchronising literal"
                     .to_owned(),

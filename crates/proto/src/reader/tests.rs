@@ -73,6 +73,7 @@ fn continuation(length: u32) -> ReadEvent {
 fn rejected(tag: Option<&str>, code: Option<Code<'static>>, text: &str, close: bool) -> ReadEvent {
     ReadEvent::Rejected {
         tag: tag.map(|tag| Tag::try_from(tag.to_owned()).unwrap()),
+        kind: StatusKind::Bad,
         code,
         text: text.to_owned(),
         close,
@@ -389,12 +390,66 @@ fn reader_append_message_at_limit() {
     );
 }
 
+/// Returns the rejection of a synchronising APPEND message literal over
+/// the APPEND limit, which is NO, not BAD.
+fn append_too_big(tag: &str, text: &str) -> ReadEvent {
+    let ReadEvent::Rejected { tag, code, text, close, .. } = rejected(Some(tag), Some(Code::TooBig), text, false)
+    else {
+        unreachable!("rejected builds a rejection");
+    };
+    ReadEvent::Rejected { tag, kind: StatusKind::No, code, text, close }
+}
+
 #[test]
 fn reader_append_message_past_limit() {
     check(
         b"a1 APPEND INBOX {101}\r\na2 NOOP\r\n",
         ReadMode::Command,
         &limits(),
+        &[
+            append_too_big("a1", "Literal is larger than 100 bytes"),
+            command(b"a2 NOOP\r\n"),
+        ],
+    );
+
+    // The message literal after a mailbox literal is APPEND's message too.
+    check(
+        b"a1 APPEND {5}\r\nINBOX (\\Seen) {101}\r\n",
+        ReadMode::Command,
+        &limits(),
+        &[
+            continuation(5),
+            append_too_big("a1", "Literal is larger than 100 bytes"),
+        ],
+    );
+}
+
+#[test]
+fn reader_append_message_length_overflowing_u32() {
+    check(
+        b"a1 APPEND INBOX {4294967296}\r\n",
+        ReadMode::Command,
+        &limits(),
+        &[append_too_big("a1", "Literal is larger than 100 bytes")],
+    );
+}
+
+#[test]
+fn reader_non_sync_append_message_past_limit_stays_bad() {
+    // A non-synchronising message literal is already sent, so the command
+    // is a protocol error (RFC 7888 section 4), answered with BAD. Here the
+    // literal fits the skip limit, so its bytes are skipped first.
+    let mut input = b"a1 APPEND INBOX {101+}\r\n".to_vec();
+    input.extend(std::iter::repeat_n(b'm', 101));
+    input.extend_from_slice(b"\r\na2 NOOP\r\n");
+    let limits = ReaderLimits {
+        literal_bytes_max: 200,
+        ..limits()
+    };
+    check(
+        &input,
+        ReadMode::Command,
+        &limits,
         &[
             rejected(
                 Some("a1"),

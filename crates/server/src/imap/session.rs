@@ -15,7 +15,6 @@ use std::sync::Arc;
 use roost_proto::reader::{CommandReader, ReadEvent, ReadMode, ReaderLimits};
 use roost_proto::types::command::{Command, CommandBody};
 use roost_proto::types::core::Tag;
-use roost_proto::types::response::StatusKind;
 use roost_store::{AccountId, MailboxId, ModSeq, Snapshot, Uid};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -387,9 +386,9 @@ async fn process_buffered(session: &mut Session, stream: &mut Transport) -> std:
                 Flow::Continue
             }
             ReadEvent::AuthenticateData(data) => super::cmd::auth::authenticate_data(session, data, &mut out).await,
-            ReadEvent::Rejected { tag, code, text, close } => {
+            ReadEvent::Rejected { tag, kind, code, text, close } => {
                 warn!(session = session.id, peer = %session.peer, %text, "rejected client input");
-                out.raw(&roost_proto::response::encode_status(tag.as_ref(), StatusKind::Bad, code, &text));
+                out.raw(&roost_proto::response::encode_status(tag.as_ref(), kind, code, &text));
                 if close {
                     out.untagged("BYE Closing connection after a protocol error");
                     out.flush(stream).await?;
