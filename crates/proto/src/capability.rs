@@ -35,8 +35,12 @@ pub struct CapabilityOptions {
 enum Advertised {
     /// In every state.
     Always,
-    /// Before authentication only: the ways to log in.
+    /// Before authentication only.
     BeforeAuthentication,
+    /// Before authentication, when login is allowed: the SASL mechanisms,
+    /// which RFC 3501 section 6.2.3 and RFC 4616 section 6 say are not
+    /// offered where LOGINDISABLED is.
+    LoginAllowed,
     /// Before authentication, when login is disabled.
     LoginDisabled,
     /// Before authentication, when STARTTLS is offered.
@@ -51,10 +55,7 @@ fn table() -> [(Advertised, Capability<'static>); 24] {
         (Advertised::Always, other("IMAP4rev2")),
         (Advertised::StartTls, Capability::StartTls),
         (Advertised::LoginDisabled, Capability::LoginDisabled),
-        (
-            Advertised::BeforeAuthentication,
-            Capability::Auth(AuthMechanism::Plain),
-        ),
+        (Advertised::LoginAllowed, Capability::Auth(AuthMechanism::Plain)),
         (Advertised::Always, Capability::LiteralPlus),
         (Advertised::BeforeAuthentication, Capability::SaslIr),
         (Advertised::Always, Capability::Id),
@@ -102,6 +103,7 @@ pub fn capabilities(state: SessionState, options: &CapabilityOptions) -> Vec1<Ca
         let included = match advertised {
             Advertised::Always => true,
             Advertised::BeforeAuthentication => before_authentication,
+            Advertised::LoginAllowed => before_authentication && !options.login_disabled,
             Advertised::LoginDisabled => before_authentication && options.login_disabled,
             Advertised::StartTls => before_authentication && options.starttls_offered,
         };
@@ -160,7 +162,7 @@ mod tests {
             (
                 listed(SessionState::NotAuthenticated, true, true),
                 format!(
-                    "IMAP4rev1 IMAP4rev2 STARTTLS LOGINDISABLED AUTH=PLAIN {common} SASL-IR {extensions}"
+                    "IMAP4rev1 IMAP4rev2 STARTTLS LOGINDISABLED {common} SASL-IR {extensions}"
                 ),
             ),
             (
