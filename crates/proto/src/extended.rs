@@ -9,6 +9,8 @@
 //! - LIST-EXTENDED (RFC 5258) with the SPECIAL-USE options (RFC 6154) and
 //!   the STATUS return option (LIST-STATUS, RFC 5819).
 //! - CREATE-SPECIAL-USE (RFC 6154): `CREATE name (USE (\Sent))`.
+//! - APPENDLIMIT (RFC 7889): the `APPENDLIMIT` item of STATUS and of the
+//!   LIST STATUS return option.
 //!
 //! The reader tries imap-codec first and calls [`parse`] only for a
 //! complete command that imap-codec rejected, so every form imap-codec
@@ -41,12 +43,14 @@ use imap_types::{
 mod list;
 mod scan;
 mod search;
+mod status;
 
 #[cfg(test)]
 mod tests;
 
 pub use list::{CreateSpecialUse, ExtendedList, ListReturnOptions, ListSelection, SpecialUse};
 pub use search::{Criteria, ExtendedSearch, SearchReturnOptions};
+pub use status::{ExtendedStatus, StatusItem};
 
 pub(crate) use scan::has_eight_bit_outside_literals;
 
@@ -87,6 +91,8 @@ pub enum ExtendedCommand {
     List(ExtendedList),
     /// CREATE with special-use attributes.
     Create(CreateSpecialUse),
+    /// STATUS with the APPENDLIMIT item.
+    Status(ExtendedStatus),
 }
 
 /// A command whose sequence set is `$`, the saved search result
@@ -172,6 +178,7 @@ pub(crate) fn parse(command: &[u8], limits: &ExtendedLimits) -> Parsed {
         b"FETCH" | b"STORE" | b"COPY" | b"MOVE" => parse_saved_result(&mut scanner),
         b"LIST" => list::parse_list(&mut scanner, limits),
         b"CREATE" => list::parse_create(&mut scanner, limits),
+        b"STATUS" => status::parse_status(&mut scanner),
         b"UID" => parse_uid(&mut scanner),
         _ => Ok(None),
     };

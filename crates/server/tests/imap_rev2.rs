@@ -471,6 +471,41 @@ fn append_limit_enforced() {
     assert_eq!(tagged(&reply), "A3 BAD [TOOBIG] Literal is larger than 1048576 bytes");
 }
 
+#[test]
+fn status_append_limit_rfc7889() {
+    // RFC 7889 section 3: APPENDLIMIT is a STATUS item and a LIST STATUS
+    // return item, in rev1 and rev2 sessions alike. Roost has one limit
+    // for every mailbox, the one in the capability.
+    let server = TestServer::start_with(|config| config.limits.message_bytes_max = 257890);
+    let mut rev1 = RawConnection::login(server.imap);
+    let reply = rev1.command("S1", "STATUS INBOX (APPENDLIMIT)");
+    assert_eq!(reply, ["* STATUS INBOX (APPENDLIMIT 257890)", "S1 OK STATUS completed"]);
+
+    let mut rev2 = rev2_session(&server);
+    let reply = rev2.command("S2", "STATUS inbox (MESSAGES APPENDLIMIT UIDNEXT)");
+    assert_eq!(
+        reply,
+        ["* STATUS INBOX (MESSAGES 0 APPENDLIMIT 257890 UIDNEXT 1)", "S2 OK STATUS completed"]
+    );
+
+    let reply = rev2.command("L1", "LIST \"\" (INBOX Drafts) RETURN (STATUS (APPENDLIMIT MESSAGES))");
+    assert_eq!(
+        reply,
+        [
+            "* LIST (\\HasNoChildren \\Drafts) \"/\" Drafts",
+            "* LIST (\\HasNoChildren) \"/\" INBOX",
+            "* STATUS Drafts (APPENDLIMIT 257890 MESSAGES 0)",
+            "* STATUS INBOX (APPENDLIMIT 257890 MESSAGES 0)",
+            "L1 OK LIST completed",
+        ]
+    );
+
+    let reply = rev2.command("S3", "STATUS Missing (APPENDLIMIT)");
+    assert!(tagged(&reply).starts_with("S3 NO [NONEXISTENT]"), "{reply:?}");
+    let reply = rev2.command("S4", "STATUS INBOX (APPENDLIMIT NONSENSE)");
+    assert_eq!(reply, ["S4 BAD Invalid arguments to STATUS"]);
+}
+
 /// A message whose part 1 is base64 with a NUL byte, part 2
 /// quoted-printable text and part 3 in an encoding RFC 2045 does not
 /// define.

@@ -9,11 +9,11 @@
 use imap_types::{
     command::CommandBody,
     mailbox::{ListMailbox, Mailbox},
-    status::StatusDataItemName,
 };
 
 use super::{
     ExtendedCommand, ExtendedLimits, ParseResult, decode_piece, quote_for_error, scan::Scanner,
+    status::{self, StatusItem},
 };
 
 /// A LIST command in the extended form.
@@ -56,7 +56,7 @@ pub struct ListReturnOptions {
     pub special_use: bool,
     /// `STATUS (items)` (RFC 5819): send a STATUS response after each
     /// selectable mailbox's LIST response.
-    pub status: Option<Vec<StatusDataItemName>>,
+    pub status: Option<Vec<StatusItem>>,
 }
 
 /// A CREATE command with special-use attributes.
@@ -268,25 +268,12 @@ fn parse_return_options(scanner: &mut Scanner<'_>) -> Result<ListReturnOptions, 
     Ok(options)
 }
 
-/// Parses ` (item ...)` after the STATUS return option with imap-codec's
-/// STATUS grammar.
-fn parse_status_items(scanner: &mut Scanner<'_>) -> Result<Vec<StatusDataItemName>, String> {
-    let invalid = || "Expected STATUS (items) in the LIST return options".to_owned();
-    scanner.expect(b' ').map_err(|_| invalid())?;
-    let start = scanner.position();
-    scanner.expect(b'(').map_err(|_| invalid())?;
-    loop {
-        scanner.atom().map_err(|_| invalid())?;
-        if scanner.eat(b')') {
-            break;
-        }
-        scanner.expect(b' ').map_err(|_| invalid())?;
-    }
-    let items = &scanner.bytes()[start..scanner.position()];
-    match decode_piece(&[b"STATUS x ", items]) {
-        Some(CommandBody::Status { item_names, .. }) => Ok(item_names.into_owned()),
-        _ => Err(format!("Unknown STATUS item in {}", quote_for_error(items))),
-    }
+/// Parses ` (item ...)` after the STATUS return option.
+fn parse_status_items(scanner: &mut Scanner<'_>) -> Result<Vec<StatusItem>, String> {
+    scanner
+        .expect(b' ')
+        .map_err(|_| "Expected STATUS (items) in the LIST return options".to_owned())?;
+    status::parse_items(scanner)
 }
 
 /// Parses `(atom atom ...)`, which may be empty, and returns the atoms.

@@ -460,15 +460,18 @@ fn list_status_and_special_use() {
     assert_eq!(
         list_status.return_options.status,
         Some(vec![
-            StatusDataItemName::Messages,
-            StatusDataItemName::Unseen
+            StatusItem::Standard(StatusDataItemName::Messages),
+            StatusItem::Standard(StatusDataItemName::Unseen)
         ])
     );
 
     let with_size = list(b"A02 LIST \"\" % RETURN (STATUS (SIZE DELETED) CHILDREN)\r\n");
     assert_eq!(
         with_size.return_options.status,
-        Some(vec![StatusDataItemName::Size, StatusDataItemName::Deleted])
+        Some(vec![
+            StatusItem::Standard(StatusDataItemName::Size),
+            StatusItem::Standard(StatusDataItemName::Deleted)
+        ])
     );
     assert!(with_size.return_options.children);
 
@@ -527,7 +530,7 @@ fn list_invalid_forms_rejected() {
         ),
         (
             b"a1 LIST \"\" * RETURN (STATUS (MESSAGES BOGUS))\r\n",
-            "Unknown STATUS item in (MESSAGES BOGUS)",
+            "Unknown STATUS item BOGUS",
         ),
         (
             b"a1 LIST \"\" * RETURN (STATUS)\r\n",
@@ -785,4 +788,54 @@ fn fetch_item_names_kept() {
         names,
         &[MessageDataItemName::Flags, MessageDataItemName::Uid]
     );
+}
+
+#[test]
+fn status_append_limit_item() {
+    // RFC 7889 section 3.1, with the item among others, in any case.
+    let status = match extended(b"A02 STATUS INBOX (MESSAGES appendlimit UNSEEN)\r\n") {
+        ExtendedCommand::Status(status) => status,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(status.mailbox, Mailbox::Inbox);
+    assert_eq!(
+        status.items,
+        [
+            StatusItem::Standard(StatusDataItemName::Messages),
+            StatusItem::AppendLimit,
+            StatusItem::Standard(StatusDataItemName::Unseen),
+        ]
+    );
+
+    let quoted = match extended(b"A03 STATUS \"Sent Items\" (APPENDLIMIT)\r\n") {
+        ExtendedCommand::Status(status) => status,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(quoted.mailbox, Mailbox::try_from("Sent Items").unwrap());
+    assert_eq!(quoted.items, [StatusItem::AppendLimit]);
+
+    // RFC 7889 section 3.2: the item in the LIST STATUS return option.
+    let list_status = list(b"A04 LIST \"\" % RETURN (STATUS (APPENDLIMIT))\r\n");
+    assert_eq!(list_status.return_options.status, Some(vec![StatusItem::AppendLimit]));
+}
+
+#[test]
+fn status_without_append_limit_stays_command() {
+    let events = read(b"A01 STATUS INBOX (MESSAGES)\r\n");
+    assert!(matches!(events.as_slice(), [ReadEvent::Command(_)]), "{events:?}");
+}
+
+#[test]
+fn status_invalid_append_limit_forms_rejected() {
+    for input in [
+        &b"A01 STATUS INBOX (APPENDLIMIT BOGUS)\r\n"[..],
+        b"A02 STATUS INBOX APPENDLIMIT\r\n",
+        b"A03 STATUS INBOX (APPENDLIMIT) extra\r\n",
+        b"A04 STATUS (APPENDLIMIT)\r\n",
+    ] {
+        let text = rejected_text(input);
+        assert_eq!(text, "Invalid arguments to STATUS", "{:?}", String::from_utf8_lossy(input));
+    }
+    let text = rejected_text(b"A05 LIST \"\" % RETURN (STATUS (APPENDLIMIT BOGUS))\r\n");
+    assert_eq!(text, "Unknown STATUS item BOGUS");
 }

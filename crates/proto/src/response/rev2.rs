@@ -181,10 +181,28 @@ pub fn encode_list(data: &ListData<'_>, encoding: MailboxNameEncoding) -> Vec<u8
     out
 }
 
-/// Encodes `* STATUS name (item value ...)`, including SIZE and DELETED.
+/// One value of a STATUS response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusValue {
+    /// A value imap-types models, such as MESSAGES or SIZE.
+    Standard(StatusDataItem),
+    /// APPENDLIMIT (RFC 7889 section 3): the largest message, in bytes,
+    /// that APPEND accepts into the mailbox, or `None` for `NIL`, which
+    /// says the mailbox has no limit of its own.
+    AppendLimit(Option<u64>),
+}
+
+impl From<StatusDataItem> for StatusValue {
+    fn from(item: StatusDataItem) -> Self {
+        StatusValue::Standard(item)
+    }
+}
+
+/// Encodes `* STATUS name (item value ...)`, including SIZE, DELETED and
+/// APPENDLIMIT.
 pub fn encode_status_data(
     name: &str,
-    items: &[StatusDataItem],
+    items: &[StatusValue],
     encoding: MailboxNameEncoding,
 ) -> Vec<u8> {
     let mut out = b"* STATUS ".to_vec();
@@ -194,6 +212,17 @@ pub fn encode_status_data(
         if index > 0 {
             out.push(b' ');
         }
+        let item = match item {
+            StatusValue::Standard(item) => item,
+            StatusValue::AppendLimit(Some(bytes)) => {
+                out.extend_from_slice(format!("APPENDLIMIT {bytes}").as_bytes());
+                continue;
+            }
+            StatusValue::AppendLimit(None) => {
+                out.extend_from_slice(b"APPENDLIMIT NIL");
+                continue;
+            }
+        };
         let text = match item {
             StatusDataItem::Messages(count) => format!("MESSAGES {count}"),
             StatusDataItem::Recent(count) => format!("RECENT {count}"),
@@ -364,7 +393,8 @@ mod tests {
             StatusDataItem::Size(44421),
             StatusDataItem::UidNext(NonZeroU32::new(242344).unwrap()),
             StatusDataItem::Deleted(1),
-        ];
+        ]
+        .map(StatusValue::from);
         assert_eq!(
             text(encode_status_data(
                 "frop",
@@ -373,7 +403,7 @@ mod tests {
             )),
             "* STATUS frop (MESSAGES 8 SIZE 44421 UIDNEXT 242344 DELETED 1)\r\n"
         );
-        let items = [StatusDataItem::Messages(17), StatusDataItem::Unseen(16)];
+        let items = [StatusDataItem::Messages(17), StatusDataItem::Unseen(16)].map(StatusValue::from);
         assert_eq!(
             text(encode_status_data(
                 "Gelöscht",
@@ -381,6 +411,21 @@ mod tests {
                 MailboxNameEncoding::Utf8
             )),
             "* STATUS \"Gelöscht\" (MESSAGES 17 UNSEEN 16)\r\n"
+        );
+
+        // RFC 7889 section 3.1, and NIL for a mailbox without a limit.
+        let items = [StatusValue::AppendLimit(Some(257890))];
+        assert_eq!(
+            text(encode_status_data("INBOX", &items, MailboxNameEncoding::ModifiedUtf7)),
+            "* STATUS INBOX (APPENDLIMIT 257890)\r\n"
+        );
+        let items = [
+            StatusValue::Standard(StatusDataItem::Messages(2)),
+            StatusValue::AppendLimit(None),
+        ];
+        assert_eq!(
+            text(encode_status_data("INBOX", &items, MailboxNameEncoding::ModifiedUtf7)),
+            "* STATUS INBOX (MESSAGES 2 APPENDLIMIT NIL)\r\n"
         );
     }
 }

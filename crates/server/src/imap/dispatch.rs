@@ -52,7 +52,9 @@ pub async fn dispatch_extended(
 ) -> std::io::Result<Flow> {
     let tag = tag.inner().to_owned();
     let (required, allow_expunge) = match &command {
-        ExtendedCommand::List(_) | ExtendedCommand::Create(_) => (Required::Authenticated, true),
+        ExtendedCommand::List(_) | ExtendedCommand::Create(_) | ExtendedCommand::Status(_) => {
+            (Required::Authenticated, true)
+        }
         ExtendedCommand::Search(search) => (Required::Selected, search.uid),
         ExtendedCommand::SavedResult(saved) => {
             if let Err(rejection) = check_allowed(protocol_state(&session.state), saved.body()) {

@@ -1,12 +1,13 @@
 //! CREATE (with CREATE-SPECIAL-USE, RFC 6154), DELETE, RENAME,
 //! SUBSCRIBE, UNSUBSCRIBE and STATUS (with SIZE and DELETED, RFC 8438 and
-//! RFC 9051). LIST and LSUB are in [`super::list`].
+//! RFC 9051, and APPENDLIMIT, RFC 7889). LIST and LSUB are in
+//! [`super::list`].
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use roost_proto::extended::{CreateSpecialUse, SpecialUse};
-use roost_proto::response::rev2::encode_status_data;
+use roost_proto::extended::{CreateSpecialUse, ExtendedStatus, SpecialUse, StatusItem};
+use roost_proto::response::rev2::{StatusValue, encode_status_data};
 use roost_proto::types::mailbox::Mailbox;
 use roost_proto::types::status::{StatusDataItem, StatusDataItemName};
 use roost_store::MailboxStatus;
@@ -124,10 +125,26 @@ pub async fn subscribe(session: &mut Session, mailbox: &Mailbox<'_>, subscribed:
     }
 }
 
+/// Runs STATUS in the form imap-codec parses, which has no APPENDLIMIT.
 pub async fn status(
     session: &mut Session,
     mailbox: &Mailbox<'_>,
     items: &[StatusDataItemName],
+    out: &mut Output,
+) -> Outcome {
+    let items: Vec<StatusItem> = items.iter().cloned().map(StatusItem::Standard).collect();
+    status_items_of(session, mailbox, &items, out).await
+}
+
+/// Runs STATUS with the APPENDLIMIT item.
+pub async fn status_extended(session: &mut Session, command: ExtendedStatus, out: &mut Output) -> Outcome {
+    status_items_of(session, &command.mailbox, &command.items, out).await
+}
+
+async fn status_items_of(
+    session: &mut Session,
+    mailbox: &Mailbox<'_>,
+    items: &[StatusItem],
     out: &mut Output,
 ) -> Outcome {
     let Some(account) = account_id(session) else { return bad("Log in first") };
@@ -149,7 +166,8 @@ pub async fn status(
         Ok(status) => status,
         Err(err) => return super::store_failure(session, err),
     };
-    out.raw(&encode_status_data(&name, &status_items(&status, items), encoding));
+    let values = status_values(&status, items, append_limit(session));
+    out.raw(&encode_status_data(&name, &values, encoding));
     ok("STATUS completed")
 }
 
@@ -157,8 +175,9 @@ pub async fn status(
 /// IMAP4rev2 (RFC 9051 section 6.3.11), so a rev2 session may not ask for
 /// it. DELETED-STORAGE belongs to QUOTA (RFC 9208), which Roost does not
 /// offer.
-fn check_status_items(items: &[StatusDataItemName], imap4rev2: bool) -> Result<(), String> {
+fn check_status_items(items: &[StatusItem], imap4rev2: bool) -> Result<(), String> {
     for item in items {
+        let StatusItem::Standard(item) = item else { continue };
         match item {
             StatusDataItemName::Recent if imap4rev2 => {
                 return Err("STATUS RECENT is not valid after ENABLE IMAP4rev2".to_owned());
@@ -176,24 +195,43 @@ fn check_status_items(items: &[StatusDataItemName], imap4rev2: bool) -> Result<(
     Ok(())
 }
 
+/// Returns the APPENDLIMIT of every mailbox. Roost has one limit for all
+/// of them, the one the APPENDLIMIT capability announces, so STATUS never
+/// sends NIL.
+fn append_limit(session: &Session) -> Option<u64> {
+    Some(session.ctx.config.limits.message_bytes_max as u64)
+}
+
 /// Returns the values of `items`, which [`check_status_items`] accepted,
 /// in the order asked.
-fn status_items(status: &MailboxStatus, items: &[StatusDataItemName]) -> Vec<StatusDataItem> {
+fn status_values(status: &MailboxStatus, items: &[StatusItem], append_limit: Option<u64>) -> Vec<StatusValue> {
     let uid_next = NonZeroU32::new(status.uid_next).unwrap_or(NonZeroU32::MIN);
     let uid_validity = NonZeroU32::new(status.uid_validity).unwrap_or(NonZeroU32::MIN);
     items
         .iter()
         .filter_map(|item| match item {
-            StatusDataItemName::Messages => Some(StatusDataItem::Messages(status.messages)),
-            StatusDataItemName::Recent => Some(StatusDataItem::Recent(status.recent)),
-            StatusDataItemName::UidNext => Some(StatusDataItem::UidNext(uid_next)),
-            StatusDataItemName::UidValidity => Some(StatusDataItem::UidValidity(uid_validity)),
-            StatusDataItemName::Unseen => Some(StatusDataItem::Unseen(status.unseen)),
-            StatusDataItemName::Deleted => Some(StatusDataItem::Deleted(status.deleted)),
-            StatusDataItemName::Size => Some(StatusDataItem::Size(status.size)),
-            _ => None,
+            StatusItem::AppendLimit => Some(StatusValue::AppendLimit(append_limit)),
+            StatusItem::Standard(item) => standard_value(status, item, uid_next, uid_validity).map(StatusValue::from),
         })
         .collect()
+}
+
+fn standard_value(
+    status: &MailboxStatus,
+    item: &StatusDataItemName,
+    uid_next: NonZeroU32,
+    uid_validity: NonZeroU32,
+) -> Option<StatusDataItem> {
+    match item {
+        StatusDataItemName::Messages => Some(StatusDataItem::Messages(status.messages)),
+        StatusDataItemName::Recent => Some(StatusDataItem::Recent(status.recent)),
+        StatusDataItemName::UidNext => Some(StatusDataItem::UidNext(uid_next)),
+        StatusDataItemName::UidValidity => Some(StatusDataItem::UidValidity(uid_validity)),
+        StatusDataItemName::Unseen => Some(StatusDataItem::Unseen(status.unseen)),
+        StatusDataItemName::Deleted => Some(StatusDataItem::Deleted(status.deleted)),
+        StatusDataItemName::Size => Some(StatusDataItem::Size(status.size)),
+        _ => None,
+    }
 }
 
 /// Writes the STATUS responses of LIST RETURN (STATUS (...)) (RFC 5819)
@@ -204,7 +242,7 @@ pub async fn write_list_status(
     session: &Session,
     account: roost_store::AccountId,
     listed: &[String],
-    items: &[StatusDataItemName],
+    items: &[StatusItem],
     out: &mut Output,
 ) {
     if check_status_items(items, session.enabled.imap4rev2).is_err() {
@@ -214,6 +252,7 @@ pub async fn write_list_status(
     for name in listed {
         let Ok(Some(info)) = session.ctx.store.mailbox(account, name).await else { continue };
         let Ok(status) = session.ctx.store.status(info.id).await else { continue };
-        out.raw(&encode_status_data(name, &status_items(&status, items), encoding));
+        let values = status_values(&status, items, append_limit(session));
+        out.raw(&encode_status_data(name, &values, encoding));
     }
 }

@@ -161,6 +161,7 @@ pub async fn run_extended(
         ExtendedCommand::Search(search) => search::search_extended(session, &tag, search, out).await,
         ExtendedCommand::List(list) => list::list_extended(session, list, out).await,
         ExtendedCommand::Create(create) => mailbox::create_special_use(session, create).await,
+        ExtendedCommand::Status(status) => mailbox::status_extended(session, status, out).await,
         ExtendedCommand::SavedResult(saved) => return run_saved_result(session, tag, saved, out, stream).await,
     };
     Ok(outcome)
