@@ -159,6 +159,37 @@ fn search_results_by_session_kind() {
 }
 
 #[test]
+fn search_recent_keys_removed_in_rev2() {
+    // RFC 9051 drops RECENT, NEW and OLD from the search-key grammar along
+    // with \Recent, so a rev2 session gets BAD. A rev1 session keeps them.
+    let server = TestServer::start();
+    let mut rev1 = RawConnection::login(server.imap);
+    fill_inbox(&mut rev1);
+    let mut rev2 = rev2_session(&server);
+    rev1.command("S0", "SELECT INBOX");
+    rev2.command("S0", "SELECT INBOX");
+
+    // fill_inbox's SELECT already claimed \Recent for every message.
+    assert_eq!(rev1.command("R1", "SEARCH OLD"), ["* SEARCH 1 2 3 4 5", "R1 OK SEARCH completed"]);
+    assert_eq!(rev1.command("R2", "SEARCH NEW"), ["* SEARCH", "R2 OK SEARCH completed"]);
+    assert_eq!(rev1.command("R3", "SEARCH NOT RECENT SEEN"), ["* SEARCH 2 4", "R3 OK SEARCH completed"]);
+
+    let cases = [
+        ("B1", "SEARCH RECENT", "RECENT"),
+        ("B2", "SEARCH NEW", "NEW"),
+        ("B3", "UID SEARCH OLD", "OLD"),
+        ("B4", "SEARCH SEEN OR FLAGGED NOT RECENT", "RECENT"),
+        ("B5", "SEARCH RETURN (COUNT) NEW", "NEW"),
+    ];
+    for (tag, command, key) in cases {
+        let reply = rev2.command(tag, command);
+        assert_eq!(reply, [format!("{tag} BAD SEARCH key {key} is not valid after ENABLE IMAP4rev2")], "{command}");
+    }
+    let reply = rev2.command("B6", "SEARCH SEEN");
+    assert_eq!(reply, ["* ESEARCH (TAG \"B6\") ALL 2,4", "B6 OK SEARCH completed"]);
+}
+
+#[test]
 fn search_return_options_rfc4731() {
     let server = TestServer::start();
     let mut connection = RawConnection::login(server.imap);

@@ -236,7 +236,7 @@ async fn evaluate(
     let ctx = Arc::clone(&session.ctx);
     let Some(selected) = session.selected() else { return Err(bad("No mailbox selected")) };
     let charset = charset.map(|c| charset_name(&c)).unwrap_or_else(|| "US-ASCII".to_owned());
-    let compiler = Compiler { view: &selected.view, charset: &charset };
+    let compiler = Compiler { view: &selected.view, charset: &charset, imap4rev2: session.enabled.imap4rev2 };
     let keys: Result<Vec<Key>, CompileError> = criteria.iter().map(|key| compiler.compile(key)).collect();
     let key = match keys {
         Ok(keys) => Key::And(keys),
@@ -247,6 +247,9 @@ async fn evaluate(
             ));
         }
         Err(CompileError::Undecodable) => return Err(bad(format!("Search string is not valid {charset}"))),
+        Err(CompileError::RemovedInRev2(name)) => {
+            return Err(bad(format!("SEARCH key {name} is not valid after ENABLE IMAP4rev2")));
+        }
     };
     let needs = key.needs();
     let view = Arc::clone(&selected.view);
@@ -313,11 +316,17 @@ fn charset_name(charset: &Charset<'_>) -> String {
 enum CompileError {
     BadCharset,
     Undecodable,
+    /// A key RFC 3501 defines and RFC 9051 removed from the `search-key`
+    /// grammar along with `\Recent`, so it is a syntax error in rev2.
+    RemovedInRev2(&'static str),
 }
 
 struct Compiler<'a> {
     view: &'a Snapshot,
     charset: &'a str,
+    /// Whether the session enabled IMAP4rev2, which has no RECENT, NEW or
+    /// OLD key.
+    imap4rev2: bool,
 }
 
 impl Compiler<'_> {
@@ -350,6 +359,7 @@ impl Compiler<'_> {
             S::Unseen => Key::System(system_flag::SEEN, false),
             S::Keyword(atom) => Key::Keyword(atom.as_ref().to_owned(), true),
             S::Unkeyword(atom) => Key::Keyword(atom.as_ref().to_owned(), false),
+            S::Recent | S::Old | S::New if self.imap4rev2 => return Err(removed_in_rev2(key)),
             S::Recent => Key::Recent(true),
             S::Old => Key::Recent(false),
             S::New => Key::New,
@@ -377,6 +387,15 @@ impl Compiler<'_> {
             _ => Key::All,
         })
     }
+}
+
+fn removed_in_rev2(key: &SearchKey<'_>) -> CompileError {
+    let name = match key {
+        SearchKey::Recent => "RECENT",
+        SearchKey::Old => "OLD",
+        _ => "NEW",
+    };
+    CompileError::RemovedInRev2(name)
 }
 
 fn is_known_charset(charset: &str) -> bool {
