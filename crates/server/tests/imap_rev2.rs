@@ -577,3 +577,37 @@ fn fetch_binary_rfc3516() {
     assert_eq!(reply.len(), 1, "{reply:?}");
     assert!(tagged(&reply).starts_with("F6 NO [UNKNOWN-CTE] "), "{reply:?}");
 }
+
+#[test]
+fn binary_unknown_encoding_keeps_unseen() {
+    // A BINARY fetch that ends in NO [UNKNOWN-CTE] sends nothing for that
+    // message, so \Seen stays unset on it. A message before it in the same
+    // command was sent and gets \Seen.
+    let server = TestServer::start();
+    let mut connection = rev2_session(&server);
+    append(&mut connection, "INBOX", &message("plain", "body text"));
+    append(&mut connection, "INBOX", BINARY_MESSAGE);
+    append(&mut connection, "INBOX", &message("after", "body text"));
+    connection.command("S1", "SELECT INBOX");
+
+    let reply = connection.command("F1", "FETCH 2 BINARY[3]");
+    assert_eq!(reply.len(), 1, "{reply:?}");
+    assert!(tagged(&reply).starts_with("F1 NO [UNKNOWN-CTE] "), "{reply:?}");
+    let flags = connection.command("F2", "FETCH 2 FLAGS");
+    assert_eq!(flags[0], "* 2 FETCH (FLAGS ())");
+
+    let reply = connection.command("F3", "FETCH 1:3 BINARY[3]");
+    assert!(tagged(&reply).starts_with("F3 NO [UNKNOWN-CTE] "), "{reply:?}");
+    assert!(reply[0].starts_with("* 1 FETCH (FLAGS (\\Seen) BINARY[3] "), "{reply:?}");
+    assert!(!reply.iter().any(|line| line.starts_with("* 2 ") || line.starts_with("* 3 ")), "{reply:?}");
+    let flags = connection.command("F4", "FETCH 1:3 FLAGS");
+    assert_eq!(
+        flags,
+        [
+            "* 1 FETCH (FLAGS (\\Seen))",
+            "* 2 FETCH (FLAGS ())",
+            "* 3 FETCH (FLAGS ())",
+            "F4 OK FETCH completed",
+        ]
+    );
+}

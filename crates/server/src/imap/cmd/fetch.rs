@@ -56,11 +56,24 @@ pub async fn fetch(
     let mailbox = selected.id;
     let uids: Vec<u32> = indexes.iter().map(|&i| selected.view.messages[i].uid).collect();
 
+    let checks_binary = sets_seen && items.iter().any(is_binary);
+    let depth_max = ctx.config.limits.mime_depth_max;
     let mut missing = 0usize;
     for batch in uids.chunks(BATCH_MESSAGES) {
+        // A message whose BINARY part cannot be decoded ends the command
+        // with NO [UNKNOWN-CTE] and is not sent, so it must not get \Seen
+        // either. Nor do the messages after it, which are not sent.
+        let mut seen_uids = batch;
+        if checks_binary {
+            match first_unknown_encoding(&ctx, mailbox, batch, &items, depth_max).await {
+                Ok(Some(position)) => seen_uids = &batch[..position],
+                Ok(None) => {}
+                Err(err) => return Ok(super::store_failure(session, err)),
+            }
+        }
         let mut newly_seen: Vec<u32> = Vec::new();
-        if sets_seen {
-            match ctx.store.store_flags(mailbox, batch, FlagOp::Add, &seen_flag(), None).await {
+        if sets_seen && !seen_uids.is_empty() {
+            match ctx.store.store_flags(mailbox, seen_uids, FlagOp::Add, &seen_flag(), None).await {
                 Ok(changes) => {
                     newly_seen = changes.changed.iter().map(|entry| entry.uid).collect();
                     if let Some(selected) = session.selected_mut() {
@@ -95,8 +108,6 @@ pub async fn fetch(
             {
                 // The message's line is dropped and the command fails, as
                 // RFC 3516 section 4.3 requires. Earlier lines were sent.
-                // NOTE: BINARY without PEEK has already set \Seen on this
-                // batch, before its encoding was found unknown.
                 out.buf.truncate(line_start);
                 let text = format!("Message UID {} has an unknown Content-Transfer-Encoding: {encoding}", record.uid);
                 return Ok(no(Some("UNKNOWN-CTE"), text));
@@ -110,6 +121,38 @@ pub async fn fetch(
     Ok(ok("FETCH completed"))
 }
 
+/// Returns the position in `batch` of the first message for which a
+/// BINARY or BINARY.SIZE item of `items` meets an unknown
+/// Content-Transfer-Encoding, or `None` when every message decodes.
+async fn first_unknown_encoding(
+    ctx: &crate::imap::ImapContext,
+    mailbox: roost_store::MailboxId,
+    batch: &[u32],
+    items: &[MessageDataItemName<'static>],
+    depth_max: usize,
+) -> Result<Option<usize>, roost_store::StoreError> {
+    let records = ctx.store.messages(mailbox, batch).await?;
+    for record in records {
+        let raw = ctx.store.read_raw(record.blob).await?;
+        let message = Message { record: &record, raw: Some(&raw), recent: false, depth_max };
+        let derived = message.derived();
+        let decodes = items.iter().all(|item| match item {
+            MessageDataItemName::Binary { section, .. } | MessageDataItemName::BinarySize { section } => {
+                let part: Vec<u32> = section.iter().map(|number| number.get()).collect();
+                roost_mime::binary_section(&raw, &derived, &part).is_ok()
+            }
+            _ => true,
+        });
+        if !decodes {
+            return Ok(batch.iter().position(|&uid| uid == record.uid));
+        }
+    }
+    Ok(None)
+}
+
+fn is_binary(item: &MessageDataItemName<'_>) -> bool {
+    matches!(item, MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. })
+}
 
 fn seen_flag() -> Flags {
     Flags { system: system_flag::SEEN, keywords: Vec::new() }
