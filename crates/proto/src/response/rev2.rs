@@ -187,8 +187,8 @@ pub enum StatusValue {
     /// A value imap-types models, such as MESSAGES or SIZE.
     Standard(StatusDataItem),
     /// APPENDLIMIT (RFC 7889 section 3): the largest message, in bytes,
-    /// that APPEND accepts into the mailbox, or `None` for `NIL`, which
-    /// says the mailbox has no limit of its own.
+    /// that APPEND accepts into the mailbox, or `None` for `NIL`, sent for
+    /// a mailbox without a limit of its own.
     AppendLimit(Option<u64>),
 }
 
