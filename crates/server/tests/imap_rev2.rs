@@ -463,6 +463,52 @@ fn special_use_list_and_create() {
 }
 
 #[test]
+fn special_use_recursivematch_childinfo() {
+    let server = TestServer::start();
+    let mut connection = rev2_session(&server);
+    for command in ["CREATE Work", "CREATE Work/Old (USE (\\Archive))", "CREATE Gone/Junk (USE (\\Junk))", "DELETE Gone"] {
+        assert!(tagged(&connection.command("M1", command)).starts_with("M1 OK"), "{command}");
+    }
+
+    // RECURSIVEMATCH (RFC 5258 section 3) lists a name that matches the
+    // pattern when a mailbox below it meets the selection criteria but not
+    // the pattern, and CHILDINFO names the criteria met.
+    let reply = connection.command("R1", "LIST (SPECIAL-USE RECURSIVEMATCH) \"\" \"%\"");
+    assert_eq!(
+        reply,
+        [
+            "* LIST (\\HasNoChildren \\Drafts) \"/\" Drafts",
+            "* LIST (\\NonExistent) \"/\" Gone (\"CHILDINFO\" (\"SPECIAL-USE\"))",
+            "* LIST (\\HasNoChildren \\Sent) \"/\" Sent",
+            "* LIST (\\HasNoChildren \\Trash) \"/\" Trash",
+            "* LIST (\\HasChildren) \"/\" Work (\"CHILDINFO\" (\"SPECIAL-USE\"))",
+            "R1 OK LIST completed",
+        ]
+    );
+
+    // Without RECURSIVEMATCH the parents are not listed.
+    let reply = connection.command("R2", "LIST (SPECIAL-USE) \"\" \"%\"");
+    assert_eq!(untagged(&reply).len(), 3, "{reply:?}");
+    assert!(!reply.iter().any(|line| line.contains("CHILDINFO")), "{reply:?}");
+
+    // A pattern that matches the special-use mailbox itself lists it, so
+    // its parent gets no CHILDINFO.
+    let reply = connection.command("R3", "LIST (SPECIAL-USE RECURSIVEMATCH) \"\" \"Work*\"");
+    assert_eq!(reply, ["* LIST (\\HasNoChildren \\Archive) \"/\" Work/Old", "R3 OK LIST completed"]);
+
+    // With SUBSCRIBED as well, a descendant must meet both criteria, and
+    // CHILDINFO names both options.
+    let reply = connection.command("R4", "LIST (SUBSCRIBED SPECIAL-USE RECURSIVEMATCH) \"\" \"Work\"");
+    assert_eq!(reply, ["R4 OK LIST completed"]);
+    assert!(tagged(&connection.command("M2", "SUBSCRIBE Work/Old")).starts_with("M2 OK"));
+    let reply = connection.command("R5", "LIST (SUBSCRIBED SPECIAL-USE RECURSIVEMATCH) \"\" \"Work\"");
+    assert_eq!(
+        reply,
+        ["* LIST (\\HasChildren) \"/\" Work (\"CHILDINFO\" (\"SUBSCRIBED\" \"SPECIAL-USE\"))", "R5 OK LIST completed"]
+    );
+}
+
+#[test]
 fn append_literal8() {
     let server = TestServer::start();
     let mut connection = RawConnection::login(server.imap);

@@ -116,12 +116,23 @@ fn write_ranges(out: &mut Vec<u8>, ranges: &[RangeInclusive<u32>]) {
 /// An extended data item at the end of a LIST response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListExtendedItem<'a> {
-    /// `("CHILDINFO" ("SUBSCRIBED"))` (RFC 5258): the mailbox is listed
-    /// because a child matches the SUBSCRIBED selection with RECURSIVEMATCH.
-    ChildInfoSubscribed,
+    /// `("CHILDINFO" ("SUBSCRIBED" "SPECIAL-USE"))` (RFC 5258 section 3.5):
+    /// a mailbox below this one meets the selection criteria named, and
+    /// the client asked for RECURSIVEMATCH.
+    ChildInfo(ChildInfoCriteria),
     /// `("OLDNAME" ("name"))` (RFC 9051): the mailbox was renamed, and the
     /// client knew it as `name`.
     OldName(&'a str),
+}
+
+/// The selection options a CHILDINFO item names: those whose criteria a
+/// descendant of the listed mailbox meets. At least one should be set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChildInfoCriteria {
+    /// The `SUBSCRIBED` selection option (RFC 5258).
+    pub subscribed: bool,
+    /// The `SPECIAL-USE` selection option (RFC 6154).
+    pub special_use: bool,
 }
 
 /// The fields of one LIST response.
@@ -165,9 +176,7 @@ pub fn encode_list(data: &ListData<'_>, encoding: MailboxNameEncoding) -> Vec<u8
                 out.push(b' ');
             }
             match item {
-                ListExtendedItem::ChildInfoSubscribed => {
-                    out.extend_from_slice(b"\"CHILDINFO\" (\"SUBSCRIBED\")");
-                }
+                ListExtendedItem::ChildInfo(criteria) => write_child_info(&mut out, *criteria),
                 ListExtendedItem::OldName(old_name) => {
                     out.extend_from_slice(b"\"OLDNAME\" (");
                     write_mailbox_name(&mut out, old_name, encoding);
@@ -179,6 +188,16 @@ pub fn encode_list(data: &ListData<'_>, encoding: MailboxNameEncoding) -> Vec<u8
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// Writes `"CHILDINFO" ("SUBSCRIBED" "SPECIAL-USE")` with the options set
+/// in `criteria`, in that order.
+fn write_child_info(out: &mut Vec<u8>, criteria: ChildInfoCriteria) {
+    out.extend_from_slice(b"\"CHILDINFO\" (");
+    let options = [("SUBSCRIBED", criteria.subscribed), ("SPECIAL-USE", criteria.special_use)];
+    let named = options.iter().filter(|(_, set)| *set).map(|(option, _)| format!("\"{option}\""));
+    out.extend_from_slice(named.collect::<Vec<_>>().join(" ").as_bytes());
+    out.push(b')');
 }
 
 /// One value of a STATUS response.
@@ -348,7 +367,7 @@ mod tests {
             attributes: &[],
             delimiter: Some('/'),
             name: "Foo",
-            extended_items: &[ListExtendedItem::ChildInfoSubscribed],
+            extended_items: &[ListExtendedItem::ChildInfo(ChildInfoCriteria { subscribed: true, special_use: false })],
         };
         assert_eq!(
             text(encode_list(&child_info, MailboxNameEncoding::ModifiedUtf7)),
@@ -361,7 +380,7 @@ mod tests {
             name: "Neu",
             extended_items: &[
                 ListExtendedItem::OldName("Alt/Entwürfe"),
-                ListExtendedItem::ChildInfoSubscribed,
+                ListExtendedItem::ChildInfo(ChildInfoCriteria { subscribed: true, special_use: false }),
             ],
         };
         assert_eq!(
@@ -371,6 +390,27 @@ mod tests {
         assert_eq!(
             text(encode_list(&old_name, MailboxNameEncoding::ModifiedUtf7)),
             "* LIST (\\Subscribed) \"/\" Neu (\"OLDNAME\" (Alt/Entw&APw-rfe) \"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"
+        );
+
+        // CHILDINFO for the SPECIAL-USE selection option, alone and with
+        // SUBSCRIBED.
+        let special_use = ListData {
+            attributes: &["\\NonExistent"],
+            delimiter: Some('/'),
+            name: "Projects",
+            extended_items: &[ListExtendedItem::ChildInfo(ChildInfoCriteria { subscribed: false, special_use: true })],
+        };
+        assert_eq!(
+            text(encode_list(&special_use, MailboxNameEncoding::Utf8)),
+            "* LIST (\\NonExistent) \"/\" Projects (\"CHILDINFO\" (\"SPECIAL-USE\"))\r\n"
+        );
+        let both = ListData {
+            extended_items: &[ListExtendedItem::ChildInfo(ChildInfoCriteria { subscribed: true, special_use: true })],
+            ..special_use
+        };
+        assert_eq!(
+            text(encode_list(&both, MailboxNameEncoding::Utf8)),
+            "* LIST (\\NonExistent) \"/\" Projects (\"CHILDINFO\" (\"SUBSCRIBED\" \"SPECIAL-USE\"))\r\n"
         );
 
         let plain = ListData {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use roost_proto::extended::{ExtendedList, ListReturnOptions, ListSelection};
-use roost_proto::response::rev2::{ListData, ListExtendedItem, MailboxNameEncoding, encode_list};
+use roost_proto::response::rev2::{ChildInfoCriteria, ListData, ListExtendedItem, MailboxNameEncoding, encode_list};
 use roost_proto::types::IntoStatic;
 use roost_proto::types::mailbox::{ListMailbox, Mailbox};
 use roost_store::{AccountId, HIERARCHY_SEPARATOR};
@@ -258,11 +258,9 @@ fn write_extended(
         }
         let is_selected = selected(entry);
         // RECURSIVEMATCH also lists a matching name whose descendant meets
-        // the selection criteria but not the pattern, with CHILDINFO.
-        // NOTE: only the SUBSCRIBED selection gets CHILDINFO; with
-        // SPECIAL-USE alone RECURSIVEMATCH adds no parents.
+        // the selection criteria but not the pattern (RFC 5258 section 3),
+        // and CHILDINFO names the selection options that descendant meets.
         let child_info = selection.recursive_match
-            && selection.subscribed
             && descendants(table, name).any(|(child, child_entry)| selected(child_entry) && !matches(child));
         let plain_parent = !selection.subscribed && !selection.special_use && !entry.exists && entry.has_children;
         if !(is_selected || child_info || plain_parent) {
@@ -285,7 +283,8 @@ fn write_extended(
         if let Some(special_use) = &entry.special_use {
             attributes.push(special_use);
         }
-        let items: &[ListExtendedItem<'_>] = if child_info { &[ListExtendedItem::ChildInfoSubscribed] } else { &[] };
+        let criteria = ChildInfoCriteria { subscribed: selection.subscribed, special_use: selection.special_use };
+        let items: &[ListExtendedItem<'_>] = if child_info { &[ListExtendedItem::ChildInfo(criteria)] } else { &[] };
         let data = ListData { attributes: &attributes, delimiter: Some(HIERARCHY_SEPARATOR), name, extended_items: items };
         out.raw(&encode_list(&data, encoding));
         if entry.exists {
