@@ -111,7 +111,7 @@ fn select_without_recent_in_rev2() {
     assert!(!lines.iter().any(|line| line.ends_with(" RECENT")), "{lines:?}");
     assert!(!lines.iter().any(|line| line.contains("[UNSEEN ")), "{lines:?}");
     assert!(lines.contains(&"* 1 EXISTS"), "{lines:?}");
-    assert!(lines.contains(&"* LIST () \"/\" INBOX"), "{lines:?}");
+    assert!(lines.contains(&"* LIST (\\HasNoChildren) \"/\" INBOX"), "{lines:?}");
     assert_eq!(tagged(&reply), "S1 OK [READ-WRITE] SELECT completed");
     let fetched = rev2.command("S2", "FETCH 1 FLAGS");
     assert_eq!(fetched[0], "* 1 FETCH (FLAGS ())");
@@ -138,6 +138,73 @@ fn select_without_recent_in_rev2() {
     let reply = rev2.command("S8", "SELECT Nonexistent");
     assert_eq!(reply[0], "* OK [CLOSED] Previous mailbox is now closed");
     assert_eq!(reply[1], "S8 NO [NONEXISTENT] No such mailbox");
+}
+
+#[test]
+fn select_list_attributes_rev2() {
+    let server = TestServer::start();
+    let mut connection = rev2_session(&server);
+    assert!(tagged(&connection.command("M1", "CREATE Sent/2024")).starts_with("M1 OK"));
+
+    // RFC 9051 section 6.3.1: SELECT and EXAMINE send a LIST response for
+    // the mailbox, with accurate attributes.
+    let reply = connection.command("S1", "SELECT Sent");
+    assert!(untagged(&reply).contains(&"* LIST (\\HasChildren \\Sent) \"/\" Sent"), "{reply:?}");
+    let reply = connection.command("S2", "EXAMINE Sent/2024");
+    assert!(untagged(&reply).contains(&"* LIST (\\HasNoChildren) \"/\" Sent/2024"), "{reply:?}");
+    let reply = connection.command("S3", "EXAMINE \"inbox\"");
+    assert!(untagged(&reply).contains(&"* LIST (\\HasNoChildren) \"/\" INBOX"), "{reply:?}");
+
+    // An IMAP4rev1 session gets no LIST response from SELECT.
+    let mut rev1 = RawConnection::login(server.imap);
+    let reply = rev1.command("S4", "SELECT Sent");
+    assert!(!reply.iter().any(|line| line.starts_with("* LIST")), "{reply:?}");
+}
+
+#[test]
+fn rename_sends_oldname_in_rev2() {
+    let server = TestServer::start();
+    let mut rev2 = rev2_session(&server);
+    for name in ["Projects", "Projects/Alpha", "Projects/Alpha/Notes", "\"Entwürfe\""] {
+        assert!(tagged(&rev2.command("M1", &format!("CREATE {name}"))).starts_with("M1 OK"), "{name}");
+    }
+
+    // Each renamed mailbox, the ones below the named one included, comes
+    // with its new name and OLDNAME set to the name it had.
+    let reply = rev2.command("R1", "RENAME Projects Done");
+    assert_eq!(
+        reply,
+        [
+            "* LIST (\\HasChildren) \"/\" Done (\"OLDNAME\" (Projects))",
+            "* LIST (\\HasChildren) \"/\" Done/Alpha (\"OLDNAME\" (Projects/Alpha))",
+            "* LIST (\\HasNoChildren) \"/\" Done/Alpha/Notes (\"OLDNAME\" (Projects/Alpha/Notes))",
+            "R1 OK RENAME completed",
+        ]
+    );
+
+    // Names are UTF-8 in both places, and special-use attributes stay.
+    let reply = rev2.command("R2", "RENAME \"Entwürfe\" \"Alte Entwürfe\"");
+    assert_eq!(
+        reply,
+        ["* LIST (\\HasNoChildren) \"/\" \"Alte Entwürfe\" (\"OLDNAME\" (\"Entwürfe\"))", "R2 OK RENAME completed"]
+    );
+    let reply = rev2.command("R3", "RENAME Sent Outbox");
+    assert_eq!(reply, ["* LIST (\\HasNoChildren \\Sent) \"/\" Outbox (\"OLDNAME\" (Sent))", "R3 OK RENAME completed"]);
+
+    // Renaming INBOX moves its messages and leaves INBOX in place, so no
+    // mailbox changed its name.
+    let reply = rev2.command("R4", "RENAME INBOX Old");
+    assert_eq!(reply, ["R4 OK RENAME completed"]);
+
+    // A failed RENAME sends no LIST.
+    let reply = rev2.command("R5", "RENAME Missing Elsewhere");
+    assert_eq!(untagged(&reply).len(), 0, "{reply:?}");
+    assert!(tagged(&reply).starts_with("R5 NO"), "{reply:?}");
+
+    // An IMAP4rev1 session gets only the tagged response.
+    let mut rev1 = RawConnection::login(server.imap);
+    let reply = rev1.command("R6", "RENAME Done Finished");
+    assert_eq!(reply, ["R6 OK RENAME completed"]);
 }
 
 #[test]

@@ -267,22 +267,7 @@ fn write_extended(
             continue;
         }
 
-        let mut attributes: Vec<&str> = Vec::new();
-        if !entry.exists {
-            attributes.push("\\NonExistent");
-        }
-        if return_subscribed && entry.subscribed {
-            attributes.push("\\Subscribed");
-        }
-        // Children attributes are sent without the CHILDREN option too,
-        // which RFC 5258 section 4 allows, because clients use them. A
-        // name that does not exist gets them only when asked.
-        if entry.exists || returns.children {
-            attributes.push(if entry.has_children { "\\HasChildren" } else { "\\HasNoChildren" });
-        }
-        if let Some(special_use) = &entry.special_use {
-            attributes.push(special_use);
-        }
+        let attributes = extended_attributes(entry, return_subscribed, returns.children);
         let criteria = ChildInfoCriteria { subscribed: selection.subscribed, special_use: selection.special_use };
         let items: &[ListExtendedItem<'_>] = if child_info { &[ListExtendedItem::ChildInfo(criteria)] } else { &[] };
         let data = ListData { attributes: &attributes, delimiter: Some(HIERARCHY_SEPARATOR), name, extended_items: items };
@@ -292,6 +277,56 @@ fn write_extended(
         }
     }
     listed
+}
+
+/// Returns the RFC 5258 attributes of one name. `\Subscribed` is added
+/// only when `show_subscribed` is set.
+fn extended_attributes(entry: &Entry, show_subscribed: bool, show_children: bool) -> Vec<&str> {
+    let mut attributes: Vec<&str> = Vec::new();
+    if !entry.exists {
+        attributes.push("\\NonExistent");
+    }
+    if show_subscribed && entry.subscribed {
+        attributes.push("\\Subscribed");
+    }
+    // Children attributes are sent without the CHILDREN option too,
+    // which RFC 5258 section 4 allows, because clients use them. A
+    // name that does not exist gets them only when asked.
+    if entry.exists || show_children {
+        attributes.push(if entry.has_children { "\\HasChildren" } else { "\\HasNoChildren" });
+    }
+    if let Some(special_use) = &entry.special_use {
+        attributes.push(special_use);
+    }
+    attributes
+}
+
+/// Returns the attributes that `LIST "" name` without options writes for
+/// the mailbox `name` in an IMAP4rev2 session, for the LIST response of
+/// SELECT and EXAMINE.
+pub(super) async fn mailbox_attributes(session: &Session, account: AccountId, name: &str) -> Result<Vec<String>, Outcome> {
+    let table = load_table(session, account).await?;
+    let attributes = match table.get(name) {
+        Some(entry) => extended_attributes(entry, false, false).into_iter().map(str::to_owned).collect(),
+        None => vec!["\\NonExistent".to_owned()],
+    };
+    Ok(attributes)
+}
+
+/// Writes a LIST response with OLDNAME for the mailbox renamed from `from`
+/// to `to` and for each mailbox below it, which RENAME moved too. A store
+/// failure writes nothing, because the RENAME itself succeeded.
+pub(super) async fn write_renamed(session: &Session, account: AccountId, from: &str, to: &str, out: &mut Output) {
+    let Ok(table) = load_table(session, account).await else { return };
+    let encoding = names::encoding(session.enabled);
+    let renamed = table.get_key_value(to).into_iter().chain(descendants(&table, to));
+    for (name, entry) in renamed.filter(|(_, entry)| entry.exists) {
+        let old_name = format!("{from}{}", &name[to.len()..]);
+        let attributes = extended_attributes(entry, false, false);
+        let items = [ListExtendedItem::OldName(&old_name)];
+        let data = ListData { attributes: &attributes, delimiter: Some(HIERARCHY_SEPARATOR), name, extended_items: &items };
+        out.raw(&encode_list(&data, encoding));
+    }
 }
 
 fn write_line(command: &str, attributes: &[&str], name: &str, encoding: MailboxNameEncoding, out: &mut Output) {

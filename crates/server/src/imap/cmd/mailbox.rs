@@ -95,7 +95,11 @@ pub async fn delete(session: &mut Session, mailbox: &Mailbox<'_>) -> Outcome {
     }
 }
 
-pub async fn rename(session: &mut Session, from: &Mailbox<'_>, to: &Mailbox<'_>) -> Outcome {
+/// Runs RENAME. An IMAP4rev2 session also gets a LIST response with
+/// OLDNAME for each renamed mailbox, which RFC 9051 section 6.3.6 allows
+/// as an untagged response to RENAME, so the client can follow the move
+/// without listing again.
+pub async fn rename(session: &mut Session, from: &Mailbox<'_>, to: &Mailbox<'_>, out: &mut Output) -> Outcome {
     let Some(account) = account_id(session) else { return bad("Log in first") };
     let limits = &session.ctx.config.limits;
     let encoding = names::encoding(session.enabled);
@@ -106,10 +110,20 @@ pub async fn rename(session: &mut Session, from: &Mailbox<'_>, to: &Mailbox<'_>)
     if to == "INBOX" {
         return no(Some("ALREADYEXISTS"), "INBOX always exists");
     }
-    match session.ctx.store.rename_mailbox(account, &from, &to).await {
-        Ok(()) => ok("RENAME completed"),
-        Err(err) => super::store_failure(session, err),
+    if let Err(err) = session.ctx.store.rename_mailbox(account, &from, &to).await {
+        return super::store_failure(session, err);
     }
+    // Renaming INBOX moves its messages to a new mailbox and leaves INBOX
+    // in place, so no mailbox had its name changed and OLDNAME would
+    // mislead.
+    // NOTE: names are stored as sent, without Unicode normalization (NFC),
+    // although RFC 9051 section 6.3.4 requires a server to reject or
+    // normalize a name that is not Net-Unicode. Once names are normalized,
+    // CREATE, DELETE and SELECT must also send OLDNAME when a name changed.
+    if session.enabled.imap4rev2 && from != "INBOX" {
+        super::list::write_renamed(session, account, &from, &to, out).await;
+    }
+    ok("RENAME completed")
 }
 
 pub async fn subscribe(session: &mut Session, mailbox: &Mailbox<'_>, subscribed: bool) -> Outcome {

@@ -122,7 +122,7 @@ pub async fn run(
         Close => select::close(session).await,
         Create { mailbox } => mailbox::create(session, &mailbox, &[]).await,
         Delete { mailbox } => mailbox::delete(session, &mailbox).await,
-        Rename { from, to } => mailbox::rename(session, &from, &to).await,
+        Rename { from, to } => mailbox::rename(session, &from, &to, out).await,
         Subscribe { mailbox } => mailbox::subscribe(session, &mailbox, true).await,
         Unsubscribe { mailbox } => mailbox::subscribe(session, &mailbox, false).await,
         List { reference, mailbox_wildcard } => list::list(session, &reference, &mailbox_wildcard, false, out).await,

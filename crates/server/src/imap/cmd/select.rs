@@ -92,8 +92,14 @@ pub async fn select(session: &mut Session, mailbox: &Mailbox<'_>, read_only: boo
     }
     out.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", view.uid_validity));
     out.untagged(&format!("OK [UIDNEXT {}] Predicted next UID", view.uid_next));
+    // RFC 9051 section 6.3.1 requires the attributes of this LIST response
+    // to be accurate, so they are those `LIST "" name` would send.
     if rev2 {
-        let attributes: Vec<&str> = info.special_use.as_deref().into_iter().collect();
+        let attributes = match super::list::mailbox_attributes(session, account_id, &name).await {
+            Ok(attributes) => attributes,
+            Err(outcome) => return outcome,
+        };
+        let attributes: Vec<&str> = attributes.iter().map(String::as_str).collect();
         let data = ListData { attributes: &attributes, delimiter: Some(HIERARCHY_SEPARATOR), name: &name, extended_items: &[] };
         out.raw(&encode_list(&data, names::encoding(session.enabled)));
     }
