@@ -472,6 +472,37 @@ fn list_nonexistent_parent_by_session_kind() {
 }
 
 #[test]
+fn lsub_kept_in_rev2() {
+    let server = TestServer::start();
+    let mut rev2 = rev2_session(&server);
+    assert!(tagged(&rev2.command("M1", "CREATE \"Entwürfe\"")).starts_with("M1 OK"));
+    for name in ["\"Entwürfe\"", "Gone/Child"] {
+        assert!(tagged(&rev2.command("M2", &format!("SUBSCRIBE {name}"))).starts_with("M2 OK"), "{name}");
+    }
+
+    // RFC 9051 deprecates LSUB in favour of LIST (SUBSCRIBED) but does not
+    // have a server reject it, and a server that also offers IMAP4rev1
+    // has it anyway. So LSUB keeps its RFC 3501 output after ENABLE
+    // IMAP4rev2: `\Noselect` rather than `\NonExistent`, and no children
+    // attributes. Only the names change to UTF-8, as everywhere in rev2.
+    let reply = rev2.command("L1", "LSUB \"\" \"*\"");
+    assert_eq!(reply, ["* LSUB () \"/\" \"Entwürfe\"", "* LSUB () \"/\" Gone/Child", "L1 OK LSUB completed"]);
+    let reply = rev2.command("L2", "LSUB \"\" \"%\"");
+    assert_eq!(reply, ["* LSUB () \"/\" \"Entwürfe\"", "* LSUB (\\Noselect) \"/\" Gone", "L2 OK LSUB completed"]);
+
+    // The rev2 form of the same question.
+    let reply = rev2.command("L3", "LIST (SUBSCRIBED) \"\" \"*\"");
+    assert_eq!(
+        reply,
+        [
+            "* LIST (\\Subscribed \\HasNoChildren) \"/\" \"Entwürfe\"",
+            "* LIST (\\NonExistent \\Subscribed) \"/\" Gone/Child",
+            "L3 OK LIST completed",
+        ]
+    );
+}
+
+#[test]
 fn list_status_rfc5819() {
     let server = TestServer::start();
     let mut connection = RawConnection::login(server.imap);

@@ -59,6 +59,8 @@ pub async fn list(
     lsub: bool,
     out: &mut Output,
 ) -> Outcome {
+    // LSUB keeps its RFC 3501 form after ENABLE IMAP4rev2 as well, because
+    // RFC 9051 deprecates it without having servers reject it.
     let form = match (lsub, session.enabled.imap4rev2) {
         (true, _) => Form::Lsub,
         (false, false) => Form::Basic,
