@@ -57,7 +57,8 @@ struct ServeArgs {
     /// TOML config file; flags override its keys.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Folder of the mail store and the users file [default: ./roost-data].
+    /// Folder of the mail store and the users file [default: data_dir from
+    /// --config, else ./roost-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// IMAP listen address, IP:PORT or "off" [default: 127.0.0.1:1143].
@@ -70,7 +71,7 @@ struct ServeArgs {
     #[arg(long, value_name = "ADDR", value_parser = parse_listen_flag)]
     imaps_listen: Option<Listen>,
     /// Log filter such as "debug" or "roost_server=debug,info"; overrides
-    /// RUST_LOG and the config file [default: info].
+    /// RUST_LOG and the config file's log_level [default: info].
     #[arg(long, value_name = "FILTER", value_parser = parse_log_level_flag)]
     log_level: Option<String>,
 }
@@ -79,7 +80,8 @@ struct ServeArgs {
 /// config file's `data_dir`, else `./roost-data`.
 #[derive(Args, Debug)]
 struct DataLocation {
-    /// Folder of the mail store and the users file [default: ./roost-data].
+    /// Folder of the mail store and the users file [default: data_dir from
+    /// --config, else ./roost-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// TOML config file to take data_dir from.
@@ -157,6 +159,12 @@ impl CliError {
 }
 
 fn main() -> ExitCode {
+    // Mail, the users file and TLS keys are private to the account Roost
+    // runs as, so every file and folder it creates is too.
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     // clap prints its own usage errors and exits with code 2.
     let cli = Cli::parse();
     match run(cli.command) {
@@ -184,6 +192,9 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::CheckConfig { file } => {
             let mut settings = default_settings();
             apply_file(&mut settings, &file).map_err(CliError::Config)?;
+            check_tls_files(&settings).map_err(|message| {
+                CliError::Config(ConfigError { file: file.clone(), message })
+            })?;
             println!("{}: ok", file.display());
             Ok(())
         }
@@ -200,6 +211,18 @@ fn run_user(command: UserCommand) -> Result<(), CliError> {
         UserCommand::List { location } => user::list(&data_dir(&location)?),
         UserCommand::Import { file, location } => user::import(&data_dir(&location)?, &file),
     }
+}
+
+/// Checks that configured certificate and key files can be loaded, so
+/// `check-config` catches what would stop `serve`.
+fn check_tls_files(settings: &Settings) -> Result<(), String> {
+    let tls = &settings.server.tls.settings;
+    let (Some(certificate), Some(key)) = (&tls.cert_path, &tls.key_path) else {
+        return Ok(());
+    };
+    roost_server::tls::certificate::read_pem_files(certificate, key)
+        .map(|_| ())
+        .map_err(|err| format!("keys tls.cert_file and tls.key_file: {err}"))
 }
 
 /// Builds the server settings: defaults, then the config file, then flags.

@@ -33,7 +33,8 @@ fn read_new_password(name: &str, password_bytes_max: usize) -> Result<Secret, Cl
 
     if password.is_empty() {
         return Err(CliError::Usage(
-            "empty password rejected; nothing was changed".to_owned(),
+            "empty password rejected: type one at the prompt, or put it on the first line of stdin; nothing was changed"
+                .to_owned(),
         ));
     }
     Ok(Secret::new(password))
@@ -91,19 +92,33 @@ pub fn add(data_dir: &Path, name: &str) -> Result<(), CliError> {
     roost_auth::validate_user_name(name).map_err(auth_error)?;
     let db = open_db(data_dir)?;
     if db.exists(name) {
-        return Err(auth_error(AuthError::UserExists(name.to_owned())));
+        return Err(CliError::Runtime(format!(
+            "user {name:?} already exists in {}; change the password with `roost user passwd {name}`",
+            db.path().display()
+        )));
     }
     let password = read_new_password(name, UserDbOptions::default().password_bytes_max)?;
     db.add(name, &password).map_err(auth_error)?;
-    println!("added user {name}");
+    // The file is named so an administrator who ran this in the wrong
+    // folder sees that the server's users were not changed.
+    println!("added user {name} to {}", db.path().display());
     Ok(())
+}
+
+/// The error for a user that is not in the users file, naming the file and
+/// the ways to fix it.
+fn user_not_found(db: &UserDb, name: &str) -> CliError {
+    CliError::Runtime(format!(
+        "user {name:?} not found in {}; add it with `roost user add {name}`, or point --data-dir or --config at the server's data folder",
+        db.path().display()
+    ))
 }
 
 pub fn passwd(data_dir: &Path, name: &str) -> Result<(), CliError> {
     roost_auth::validate_user_name(name).map_err(auth_error)?;
     let db = open_db(data_dir)?;
     if !db.exists(name) {
-        return Err(auth_error(AuthError::UserNotFound(name.to_owned())));
+        return Err(user_not_found(&db, name));
     }
     let password = read_new_password(name, UserDbOptions::default().password_bytes_max)?;
     db.set_password(name, &password).map_err(auth_error)?;
@@ -113,7 +128,10 @@ pub fn passwd(data_dir: &Path, name: &str) -> Result<(), CliError> {
 
 pub fn delete(data_dir: &Path, name: &str) -> Result<(), CliError> {
     let db = open_db(data_dir)?;
-    db.delete(name).map_err(auth_error)?;
+    db.delete(name).map_err(|err| match err {
+        AuthError::UserNotFound(_) => user_not_found(&db, name),
+        other => auth_error(other),
+    })?;
     println!(
         "deleted user {name}: the login is gone, but the mail stays in {}; adding {name} again gives it back",
         data_dir.display()
@@ -176,7 +194,7 @@ pub fn deliver(settings: &Settings, name: &str) -> Result<(), CliError> {
     let config = &settings.server;
     let db = open_db(&config.data_dir)?;
     if !db.exists(name) {
-        return Err(auth_error(AuthError::UserNotFound(name.to_owned())));
+        return Err(user_not_found(&db, name));
     }
     drop(db);
 

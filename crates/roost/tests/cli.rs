@@ -170,7 +170,8 @@ fn user_commands_through_stdin() {
         b"first secret\r\n",
     );
     assert_eq!(added.status.code(), Some(0), "{}", stderr(&added));
-    assert_eq!(stdout(&added), "added user alice\n");
+    let users_file = data_dir.join("users");
+    assert_eq!(stdout(&added), format!("added user alice to {}\n", users_file.display()));
     assert!(
         UserDb::open(&data_dir)
             .unwrap()
@@ -180,10 +181,12 @@ fn user_commands_through_stdin() {
 
     let again = roost(&["user", "add", "alice", "--data-dir", data], b"other\n");
     assert_eq!(again.status.code(), Some(1));
-    assert!(
-        stderr(&again).starts_with("roost: user \"alice\" already exists"),
-        "{}",
-        stderr(&again)
+    assert_eq!(
+        stderr(&again),
+        format!(
+            "roost: user \"alice\" already exists in {}; change the password with `roost user passwd alice`\n",
+            users_file.display()
+        )
     );
 
     let changed = roost(
@@ -216,7 +219,13 @@ fn user_commands_through_stdin() {
 
     let missing = roost(&["user", "delete", "alice", "--data-dir", data], b"");
     assert_eq!(missing.status.code(), Some(1));
-    assert_eq!(stderr(&missing), "roost: user \"alice\" not found\n");
+    assert_eq!(
+        stderr(&missing),
+        format!(
+            "roost: user \"alice\" not found in {}; add it with `roost user add alice`, or point --data-dir or --config at the server's data folder\n",
+            users_file.display()
+        )
+    );
 }
 
 #[test]
@@ -228,7 +237,7 @@ fn user_add_rejects_bad_input() {
     assert_eq!(empty.status.code(), Some(2));
     assert_eq!(
         stderr(&empty),
-        "roost: empty password rejected; nothing was changed\n"
+        "roost: empty password rejected: type one at the prompt, or put it on the first line of stdin; nothing was changed\n"
     );
 
     let no_input = roost(&["user", "add", "alice", "--data-dir", data], b"");
@@ -392,7 +401,13 @@ fn deliver_to_unknown_user_fails() {
     );
 
     assert_eq!(output.status.code(), Some(1));
-    assert_eq!(stderr(&output), "roost: user \"nobody\" not found\n");
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "roost: user \"nobody\" not found in {}; add it with `roost user add nobody`, or point --data-dir or --config at the server's data folder\n",
+            dir.path().join("users").display()
+        )
+    );
 }
 
 #[test]
@@ -490,4 +505,32 @@ fn serve_stops_on_sigterm() {
     std::io::Read::read_to_string(&mut stderr_reader, &mut rest).unwrap();
     assert_eq!(exit.code(), Some(0), "{rest}");
     assert!(rest.contains("received SIGTERM"), "{rest}");
+}
+
+#[test]
+fn check_config_loads_certificate_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("roost.toml");
+    std::fs::write(&file, "[tls]\ncert_file = \"missing-cert.pem\"\nkey_file = \"missing-key.pem\"\n").unwrap();
+
+    let output = roost(&["check-config", path_arg(&file)], b"");
+
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(message.starts_with(&format!("roost: config {}: keys tls.cert_file and tls.key_file: failed to read the TLS certificate file", file.display())), "{message}");
+    assert_eq!(message.matches("No such file").count(), 1, "{message}");
+}
+
+#[test]
+fn created_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let added = roost(&["user", "add", "alice", "--data-dir", path_arg(&data_dir)], b"pw\n");
+    assert_eq!(added.status.code(), Some(0), "{}", stderr(&added));
+
+    let folder_mode = std::fs::metadata(&data_dir).unwrap().permissions().mode() & 0o777;
+    let users_mode = std::fs::metadata(data_dir.join("users")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(folder_mode, 0o700);
+    assert_eq!(users_mode, 0o600);
 }

@@ -112,7 +112,7 @@ pub async fn serve(
         }
     }
     drop(listener);
-    info!(sessions = ctx.sessions.len(), "IMAP listener closed; ending sessions");
+    info!(listener = ?kind, sessions = ctx.sessions.len(), "IMAP listener closed; ending sessions");
     ctx.sessions.shutdown_all();
     while sessions.join_next().await.is_some() {}
 }

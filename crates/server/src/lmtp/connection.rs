@@ -202,7 +202,12 @@ async fn check_user(deliverer: &Arc<Deliverer>, local_part: String) -> UserStatu
     let name = local_part.clone();
     match tokio::task::spawn_blocking(move || deliverer.resolve_user(&name)).await {
         Ok(Some(user)) => UserStatus::Exists(user),
-        Ok(None) => UserStatus::Unknown,
+        Ok(None) => {
+            // The MTA bounces the message on this answer, so the
+            // administrator sees why in the log too.
+            info!(recipient = local_part, "recipient rejected: no such user");
+            UserStatus::Unknown
+        }
         Err(error) => {
             warn!(recipient = local_part, %error, "user lookup task failed");
             UserStatus::LookupFailed

@@ -61,10 +61,10 @@ pub fn read_pem_files(
 }
 
 fn read_file(path: &Path, role: &'static str) -> Result<Vec<u8>, TlsError> {
-    fs::read(path).map_err(|source| TlsError::Read {
+    fs::read(path).map_err(|cause| TlsError::Read {
         role,
         path: path.to_owned(),
-        source,
+        cause,
     })
 }
 
@@ -115,9 +115,9 @@ pub fn ensure_generated(data_dir: &Path) -> Result<bool, TlsError> {
         .recursive(true)
         .mode(0o700)
         .create(&dir)
-        .map_err(|source| TlsError::Write {
+        .map_err(|cause| TlsError::Write {
             path: dir.clone(),
-            source,
+            cause,
         })?;
 
     let (certificate_pem, key_pem) = generate_self_signed()?;
@@ -170,9 +170,9 @@ fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsErro
         file.sync_all()?;
         fs::rename(&temporary, path)
     };
-    write().map_err(|source| TlsError::Write {
+    write().map_err(|cause| TlsError::Write {
         path: path.to_owned(),
-        source,
+        cause,
     })
 }
 

@@ -42,11 +42,13 @@ pub enum TlsError {
         "the TLS key path is set but the certificate path is not: set both, or neither to use a generated self-signed certificate"
     )]
     CertificatePathMissing,
-    #[error("failed to read the TLS {role} file {}: {source}; check the path and that roost may read it", path.display())]
+    // The inner errors are named `cause`, not `source`, so they are shown
+    // once in the message and not again as an error source in a chain.
+    #[error("failed to read the TLS {role} file {}: {cause}; check the path and that roost may read it", path.display())]
     Read {
         role: &'static str,
         path: PathBuf,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("the TLS {role} file {} is not valid PEM ({detail}); replace it with a PEM file", path.display())]
     InvalidPem {
@@ -70,14 +72,14 @@ pub enum TlsError {
         certificate.display()
     )]
     KeyMismatch { certificate: PathBuf, key: PathBuf },
-    #[error("the TLS certificate {} or key {} was rejected: {source}", certificate.display(), key.display())]
+    #[error("the TLS certificate {} or key {} was rejected: {cause}", certificate.display(), key.display())]
     Rejected {
         certificate: PathBuf,
         key: PathBuf,
-        source: rustls::Error,
+        cause: rustls::Error,
     },
-    #[error("failed to write {}: {source}; check that the data folder is writable", path.display())]
-    Write { path: PathBuf, source: io::Error },
+    #[error("failed to write {}: {cause}; check that the data folder is writable", path.display())]
+    Write { path: PathBuf, cause: io::Error },
     #[error("failed to generate a self-signed TLS certificate: {0}")]
     Generate(rcgen::Error),
     #[error("failed to set up TLS session tickets: {0}")]
@@ -224,11 +226,11 @@ impl CertificateSource {
         Ok(config)
     }
 
-    fn rejected(&self, source: rustls::Error) -> TlsError {
+    fn rejected(&self, cause: rustls::Error) -> TlsError {
         TlsError::Rejected {
             certificate: self.certificate_path.clone(),
             key: self.key_path.clone(),
-            source,
+            cause,
         }
     }
 }

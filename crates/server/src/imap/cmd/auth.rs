@@ -25,10 +25,10 @@ pub async fn login(session: &mut Session, username: AString<'static>, password: 
         return privacy_required();
     }
     let Ok(name) = String::from_utf8(username.as_ref().to_vec()) else {
-        return failed_login(session, "<not UTF-8>").await;
+        return failed_login(session, "<not UTF-8>", "user name is not UTF-8").await;
     };
     let Ok(password) = String::from_utf8(password.declassify().as_ref().to_vec()) else {
-        return failed_login(session, &name).await;
+        return failed_login(session, &name, "password is not UTF-8").await;
     };
     check_password(session, name, Secret::new(password)).await
 }
@@ -105,7 +105,7 @@ async fn plain(session: &mut Session, response: &[u8]) -> Outcome {
         String::from_utf8(authcid.to_vec()),
         String::from_utf8(password.to_vec()),
     ) else {
-        return failed_login(session, "<not UTF-8>").await;
+        return failed_login(session, "<not UTF-8>", "PLAIN response is not UTF-8").await;
     };
     if !authzid.is_empty() && authzid != name {
         return no(Some("AUTHORIZATIONFAILED"), "Logging in as another user is not permitted");
@@ -123,7 +123,10 @@ async fn check_password(session: &mut Session, name: String, password: Secret) -
     };
     match verified {
         Ok(Ok(())) => {}
-        Ok(Err(_)) | Err(_) => return failed_login(session, &name).await,
+        // The client hears only AUTHENTICATIONFAILED; the log says which
+        // check failed, so an administrator can tell a typo from a guess.
+        Ok(Err(err)) => return failed_login(session, &name, &err.to_string()).await,
+        Err(_) => return failed_login(session, &name, "password check task failed").await,
     }
     let account = match ctx.store.account(&name, &ctx.config.imap.default_mailboxes).await {
         Ok(account) => account,
@@ -135,14 +138,14 @@ async fn check_password(session: &mut Session, name: String, password: Secret) -
     ok_code(format!("CAPABILITY {capabilities}"), "Logged in")
 }
 
-async fn failed_login(session: &mut Session, name: &str) -> Outcome {
+async fn failed_login(session: &mut Session, name: &str, reason: &str) -> Outcome {
     let max = session.ctx.config.limits.login_failures_max;
     let State::NotAuthenticated { failures } = &mut session.state else {
         return bad("Already logged in");
     };
     *failures += 1;
     let failures = *failures;
-    warn!(session = session.id, peer = %session.peer, user = %name, failures, "login failed");
+    warn!(session = session.id, peer = %session.peer, user = %name, failures, reason, "login failed");
     let reply = Reply {
         status: Status::No,
         code: Some("AUTHENTICATIONFAILED".to_owned()),
