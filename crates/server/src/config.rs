@@ -21,7 +21,7 @@ pub struct Config {
     pub lmtp_listen: Option<SocketAddr>,
     /// Implicit-TLS IMAP listener (the port 993 role); `None` turns it off.
     pub imaps_listen: Option<SocketAddr>,
-    /// Client networks allowed to log in without TLS. Everyone else sees
+    /// Client networks allowed to log in without TLS. Other clients get
     /// LOGINDISABLED before STARTTLS and gets `NO [PRIVACYREQUIRED]`.
     pub trusted_networks: Vec<Network>,
     pub tls: TlsConfig,
@@ -61,7 +61,7 @@ pub struct LmtpConfig {
 /// Bounds on everything a client can make the server hold.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Longest command line, excluding literals, in bytes.
+    /// Maximum length of a command line, excluding literals, in bytes.
     pub line_bytes_max: usize,
     /// Largest literal accepted before authentication, in bytes.
     pub literal_bytes_max_unauthenticated: usize,
@@ -70,15 +70,15 @@ pub struct Limits {
     /// Most bytes one command other than APPEND may hold buffered, lines
     /// and literals together.
     pub command_bytes_max: usize,
-    /// Longest mailbox name, in bytes of its UTF-8 form.
+    /// Maximum length of a mailbox name, in bytes of its UTF-8 form.
     pub mailbox_name_bytes_max: usize,
-    /// Most levels in a mailbox name.
+    /// Maximum number of levels in a mailbox name.
     pub mailbox_depth_max: usize,
     /// Deepest MIME nesting parsed; deeper parts are treated as opaque.
     pub mime_depth_max: usize,
     /// Failed LOGIN or AUTHENTICATE attempts before the connection is closed.
     pub login_failures_max: u32,
-    /// Most recipients in one LMTP transaction.
+    /// Maximum number of recipients in one LMTP transaction.
     pub lmtp_recipients_max: usize,
 }
 
@@ -103,7 +103,7 @@ pub struct Network {
 }
 
 impl Network {
-    /// The loopback networks, trusted by default.
+    /// Returns the loopback networks, which are trusted by default.
     pub fn loopback() -> Vec<Network> {
         vec![
             Network { address: IpAddr::from([127, 0, 0, 0]), prefix_len: 8 },
@@ -111,7 +111,7 @@ impl Network {
         ]
     }
 
-    /// Whether `address` lies in this network. An IPv4 address written as
+    /// Checks whether `address` lies in this network. An IPv4 address written as
     /// an IPv4-mapped IPv6 address matches IPv4 networks.
     pub fn contains(&self, address: IpAddr) -> bool {
         let address = match address {

@@ -46,11 +46,11 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
 
 /// A started server.
 pub struct Running {
-    /// Where the IMAP listener is bound, if it is on.
+    /// Bound address of the IMAP listener, if it is on.
     pub imap_address: Option<SocketAddr>,
-    /// Where the implicit-TLS IMAP listener is bound, if it is on.
+    /// Bound address of the implicit-TLS IMAP listener, if it is on.
     pub imaps_address: Option<SocketAddr>,
-    /// Where the LMTP listener is bound, if it is on.
+    /// Bound address of the LMTP listener, if it is on.
     pub lmtp_address: Option<SocketAddr>,
     config: Arc<Config>,
     tls: Arc<TlsAcceptor>,
@@ -157,7 +157,7 @@ impl Running {
         }
     }
 
-    /// The SHA-256 fingerprint of the certificate new TLS sessions get.
+    /// Returns the SHA-256 fingerprint of the certificate new TLS sessions get.
     pub fn tls_fingerprint(&self) -> String {
         self.tls.fingerprint()
     }
