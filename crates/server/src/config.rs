@@ -22,7 +22,7 @@ pub struct Config {
     /// Implicit-TLS IMAP listener (the port 993 role); `None` turns it off.
     pub imaps_listen: Option<SocketAddr>,
     /// Client networks allowed to log in without TLS. Other clients get
-    /// LOGINDISABLED before STARTTLS and gets `NO [PRIVACYREQUIRED]`.
+    /// LOGINDISABLED before STARTTLS and `NO [PRIVACYREQUIRED]` for a login.
     pub trusted_networks: Vec<Network>,
     pub tls: TlsConfig,
     /// Time in-flight work gets to finish after SIGTERM.
