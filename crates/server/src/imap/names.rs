@@ -4,11 +4,23 @@
 //! `ENABLE IMAP4rev2` or `ENABLE UTF8=ACCEPT`), with `/` between levels;
 //! the store keeps UTF-8. `INBOX` is case-insensitive and always stored as
 //! `INBOX`. Length and depth are bounded by configuration.
+//!
+//! Every name, reference and LIST pattern is put into Unicode Normalization
+//! Form C (NFC) after decoding. RFC 9051 section 5.1 and RFC 6855 section
+//! 3 require UTF-8 names to be Net-Unicode (RFC 5198, which requires NFC)
+//! and let a server normalise instead of rejecting. Names decoded from
+//! modified UTF-7 are normalised too, although RFC 3501 does not ask for
+//! it, so that one mailbox cannot exist under two spellings such as
+//! "e" + U+0301 and U+00E9, whichever protocol version created it.
+//!
+//! This module uses nothing of sessions or the store beyond the
+//! separator. The commands decide which responses the client gets.
 
 use roost_proto::mutf7;
 use roost_proto::response::rev2::{MailboxNameEncoding, write_mailbox_name};
 use roost_proto::types::mailbox::Mailbox;
 use roost_store::HIERARCHY_SEPARATOR;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
 use crate::config::Limits;
 use crate::imap::session::Enabled;
@@ -46,26 +58,63 @@ impl NameError {
     }
 }
 
+/// A client's mailbox name in the store's canonical form.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ClientName {
+    pub canonical: String,
+    /// The decoded name as the client sent it, when normalisation to NFC
+    /// changed it. RFC 9051 sends it as the OLDNAME of a LIST response to
+    /// CREATE, DELETE, RENAME and SELECT.
+    pub supplied: Option<String>,
+}
+
 /// Converts a wire mailbox name in `encoding` to the store's canonical
 /// name.
 pub fn from_wire(mailbox: &Mailbox<'_>, limits: &Limits, encoding: MailboxNameEncoding) -> Result<String, NameError> {
-    let bytes: &[u8] = match mailbox {
-        Mailbox::Inbox => return Ok("INBOX".to_owned()),
-        Mailbox::Other(other) => other.as_ref(),
-    };
-    let name = decode(bytes, encoding).ok_or(NameError::Encoding)?;
-    canonical(&name, limits)
+    from_wire_with_supplied(mailbox, limits, encoding).map(|name| name.canonical)
 }
 
-/// Decodes a name, reference or LIST pattern from its wire form. UTF-8
-/// names are taken as they are, `&` included, because a client that
-/// enabled UTF-8 names no longer uses modified UTF-7 (RFC 9051 section
-/// 5.1).
+/// Converts a wire mailbox name like [`from_wire`] and also returns the
+/// name as sent when normalisation to NFC changed it.
+pub fn from_wire_with_supplied(
+    mailbox: &Mailbox<'_>,
+    limits: &Limits,
+    encoding: MailboxNameEncoding,
+) -> Result<ClientName, NameError> {
+    let bytes: &[u8] = match mailbox {
+        Mailbox::Inbox => return Ok(ClientName { canonical: "INBOX".to_owned(), supplied: None }),
+        Mailbox::Other(other) => other.as_ref(),
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| NameError::Encoding)?;
+    let decoded = decode_unnormalized(text, encoding).ok_or(NameError::Encoding)?;
+    let normalized = normalize(&decoded);
+    let canonical = canonical(&normalized, limits)?;
+    let supplied = (normalized != decoded).then_some(decoded);
+    Ok(ClientName { canonical, supplied })
+}
+
+/// Decodes a name, reference or LIST pattern from its wire form and
+/// normalises it to NFC. UTF-8 names are taken as they are, `&` included,
+/// because a client that enabled UTF-8 names no longer uses modified UTF-7
+/// (RFC 9051 section 5.1).
 pub fn decode(bytes: &[u8], encoding: MailboxNameEncoding) -> Option<String> {
     let text = std::str::from_utf8(bytes).ok()?;
+    decode_unnormalized(text, encoding).map(|decoded| normalize(&decoded))
+}
+
+fn decode_unnormalized(text: &str, encoding: MailboxNameEncoding) -> Option<String> {
     match encoding {
         MailboxNameEncoding::ModifiedUtf7 => mutf7::decode(text).ok(),
         MailboxNameEncoding::Utf8 => Some(text.to_owned()),
+    }
+}
+
+/// Returns `text` in Unicode Normalization Form C. The quick check skips
+/// the copy for names already in NFC, which nearly all are.
+pub fn normalize(text: &str) -> String {
+    match is_nfc_quick(text.chars()) {
+        IsNormalized::Yes => text.to_owned(),
+        IsNormalized::No | IsNormalized::Maybe => text.nfc().collect(),
     }
 }
 
@@ -75,6 +124,7 @@ pub fn write(out: &mut Vec<u8>, name: &str, encoding: MailboxNameEncoding) {
 }
 
 /// Checks a UTF-8 name and folds a leading `INBOX` level to upper case.
+/// The caller passes a name already in NFC.
 pub fn canonical(name: &str, limits: &Limits) -> Result<String, NameError> {
     if name.len() > limits.mailbox_name_bytes_max {
         return Err(NameError::TooLong { max: limits.mailbox_name_bytes_max });

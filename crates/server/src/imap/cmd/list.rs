@@ -316,14 +316,26 @@ pub(super) async fn mailbox_attributes(session: &Session, account: AccountId, na
 }
 
 /// Writes a LIST response with OLDNAME for the mailbox renamed from `from`
-/// to `to` and for each mailbox below it, which RENAME moved too. A store
-/// failure writes nothing, because the RENAME itself succeeded.
-pub(super) async fn write_renamed(session: &Session, account: AccountId, from: &str, to: &str, out: &mut Output) {
+/// to `to` and for each mailbox below it, which RENAME moved too. The
+/// mailbox `to` itself gets `top_old_name` as its OLDNAME, which is the
+/// name the client sent when that differs from `from`. A store failure
+/// writes nothing, because the RENAME itself succeeded.
+pub(super) async fn write_renamed(
+    session: &Session,
+    account: AccountId,
+    from: &str,
+    top_old_name: &str,
+    to: &str,
+    out: &mut Output,
+) {
     let Ok(table) = load_table(session, account).await else { return };
     let encoding = names::encoding(session.enabled);
     let renamed = table.get_key_value(to).into_iter().chain(descendants(&table, to));
     for (name, entry) in renamed.filter(|(_, entry)| entry.exists) {
-        let old_name = format!("{from}{}", &name[to.len()..]);
+        let old_name = match name.len() == to.len() {
+            true => top_old_name.to_owned(),
+            false => format!("{from}{}", &name[to.len()..]),
+        };
         let attributes = extended_attributes(entry, false, false);
         let items = [ListExtendedItem::OldName(&old_name)];
         let data = ListData { attributes: &attributes, delimiter: Some(HIERARCHY_SEPARATOR), name, extended_items: &items };

@@ -7,10 +7,10 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use roost_proto::extended::{CreateSpecialUse, ExtendedStatus, SpecialUse, StatusItem};
-use roost_proto::response::rev2::{StatusValue, encode_status_data};
+use roost_proto::response::rev2::{ListData, ListExtendedItem, StatusValue, encode_list, encode_status_data};
 use roost_proto::types::mailbox::Mailbox;
 use roost_proto::types::status::{StatusDataItem, StatusDataItemName};
-use roost_store::MailboxStatus;
+use roost_store::{HIERARCHY_SEPARATOR, MailboxStatus};
 
 use super::{Outcome, bad, name_error, no, ok};
 use crate::imap::names;
@@ -23,7 +23,7 @@ fn account_id(session: &Session) -> Option<roost_store::AccountId> {
 
 /// Runs CREATE. `special_uses` are the attributes of a `USE (...)` list
 /// (RFC 6154 section 3), empty for a plain CREATE.
-pub async fn create(session: &mut Session, mailbox: &Mailbox<'_>, special_uses: &[SpecialUse]) -> Outcome {
+pub async fn create(session: &mut Session, mailbox: &Mailbox<'_>, special_uses: &[SpecialUse], out: &mut Output) -> Outcome {
     let Some(account) = account_id(session) else { return bad("Log in first") };
     // A trailing separator declares that the name will have children
     // (RFC 3501 section 6.3.3); the mailbox itself is created without it.
@@ -39,10 +39,11 @@ pub async fn create(session: &mut Session, mailbox: &Mailbox<'_>, special_uses: 
         }
         other => other,
     };
-    let name = match names::from_wire(mailbox, &session.ctx.config.limits, names::encoding(session.enabled)) {
-        Ok(name) => name,
+    let client_name = match names::from_wire_with_supplied(mailbox, &session.ctx.config.limits, names::encoding(session.enabled)) {
+        Ok(client_name) => client_name,
         Err(err) => return name_error(err),
     };
+    let name = &client_name.canonical;
     if name == "INBOX" {
         return no(Some("ALREADYEXISTS"), "INBOX always exists");
     }
@@ -50,15 +51,33 @@ pub async fn create(session: &mut Session, mailbox: &Mailbox<'_>, special_uses: 
         Ok(special_use) => special_use,
         Err(outcome) => return outcome,
     };
-    match session.ctx.store.create_mailbox(account, &name, special_use).await {
-        Ok(_) => ok("CREATE completed"),
-        Err(err) => super::store_failure(session, err),
+    if let Err(err) = session.ctx.store.create_mailbox(account, name, special_use).await {
+        return super::store_failure(session, err);
     }
+    // RFC 9051 section 6.3.4: a server that normalised the name should
+    // send LIST with the new name and the supplied one as OLDNAME.
+    if let Some(supplied) = &client_name.supplied {
+        if session.enabled.imap4rev2 {
+            let attributes = super::list::mailbox_attributes(session, account, name).await.unwrap_or_default();
+            write_old_name(session, &attributes, name, supplied, out);
+        }
+    }
+    ok("CREATE completed")
 }
 
 /// Runs CREATE with a `USE` list.
-pub async fn create_special_use(session: &mut Session, command: CreateSpecialUse) -> Outcome {
-    create(session, &command.mailbox, &command.special_uses).await
+pub async fn create_special_use(session: &mut Session, command: CreateSpecialUse, out: &mut Output) -> Outcome {
+    create(session, &command.mailbox, &command.special_uses, out).await
+}
+
+/// Writes `* LIST (attributes) "/" name ("OLDNAME" (supplied))`, which
+/// informs an IMAP4rev2 client that the server stored the name it sent as
+/// `supplied` under the NFC form `name` (RFC 9051 section 6.3.9.7).
+pub(super) fn write_old_name(session: &Session, attributes: &[String], name: &str, supplied: &str, out: &mut Output) {
+    let attributes: Vec<&str> = attributes.iter().map(String::as_str).collect();
+    let items = [ListExtendedItem::OldName(supplied)];
+    let data = ListData { attributes: &attributes, delimiter: Some(HIERARCHY_SEPARATOR), name, extended_items: &items };
+    out.raw(&encode_list(&data, names::encoding(session.enabled)));
 }
 
 /// Picks the one special use a new mailbox gets. The store keeps at most
@@ -80,31 +99,60 @@ fn supported_special_use(special_uses: &[SpecialUse]) -> Result<Option<&str>, Ou
     }
 }
 
-pub async fn delete(session: &mut Session, mailbox: &Mailbox<'_>) -> Outcome {
+/// Runs DELETE. Deleting the selected mailbox also leaves it, as if by
+/// UNSELECT, because its messages are gone and its sequence numbers
+/// mean nothing any more. An IMAP4rev2 client receives OK [CLOSED]
+/// (RFC 9051 section 7.1), which ends the old mailbox's responses. Other
+/// sessions that have it selected are disconnected by their next command
+/// (see [`super::selected_mailbox_gone`]).
+pub async fn delete(session: &mut Session, mailbox: &Mailbox<'_>, out: &mut Output) -> Outcome {
     let Some(account) = account_id(session) else { return bad("Log in first") };
-    let name = match names::from_wire(mailbox, &session.ctx.config.limits, names::encoding(session.enabled)) {
-        Ok(name) => name,
+    let client_name = match names::from_wire_with_supplied(mailbox, &session.ctx.config.limits, names::encoding(session.enabled)) {
+        Ok(client_name) => client_name,
         Err(err) => return name_error(err),
     };
+    let name = &client_name.canonical;
     if name == "INBOX" {
         return no(Some("CANNOT"), "INBOX cannot be deleted");
     }
-    match session.ctx.store.delete_mailbox(account, &name).await {
-        Ok(()) => ok("DELETE completed"),
-        Err(err) => super::store_failure(session, err),
+    let doomed = match session.ctx.store.mailbox(account, name).await {
+        Ok(info) => info.map(|info| info.id),
+        Err(err) => return super::store_failure(session, err),
+    };
+    if let Err(err) = session.ctx.store.delete_mailbox(account, name).await {
+        return super::store_failure(session, err);
     }
+    if doomed.is_some() && session.selected().map(|selected| selected.id) == doomed {
+        super::select::leave_deleted(session, out);
+    }
+    // RFC 9051 section 6.3.5: a server that normalised the name should
+    // send LIST with \NonExistent, the new name and the supplied one as
+    // OLDNAME.
+    if let Some(supplied) = &client_name.supplied {
+        if session.enabled.imap4rev2 {
+            write_old_name(session, &["\\NonExistent".to_owned()], name, supplied, out);
+        }
+    }
+    ok("DELETE completed")
 }
 
 /// Runs RENAME. An IMAP4rev2 session also gets a LIST response with
 /// OLDNAME for each renamed mailbox, which RFC 9051 section 6.3.6 allows
 /// as an untagged response to RENAME, so the client can follow the move
-/// without listing again.
+/// without listing again. When the old name was normalised to NFC, the
+/// renamed mailbox's OLDNAME is the name as sent, as section 6.3.6 requires.
+///
+/// A session that has the renamed mailbox selected, this one or another,
+/// keeps it selected with the same UIDs and sequence numbers, because
+/// the store keeps the mailbox's id across a rename.
 pub async fn rename(session: &mut Session, from: &Mailbox<'_>, to: &Mailbox<'_>, out: &mut Output) -> Outcome {
     let Some(account) = account_id(session) else { return bad("Log in first") };
     let limits = &session.ctx.config.limits;
     let encoding = names::encoding(session.enabled);
-    let (from, to) = match (names::from_wire(from, limits, encoding), names::from_wire(to, limits, encoding)) {
-        (Ok(from), Ok(to)) => (from, to),
+    let from_name = names::from_wire_with_supplied(from, limits, encoding);
+    let to_name = names::from_wire(to, limits, encoding);
+    let (from, from_supplied, to) = match (from_name, to_name) {
+        (Ok(from), Ok(to)) => (from.canonical, from.supplied, to),
         (Err(err), _) | (_, Err(err)) => return name_error(err),
     };
     if to == "INBOX" {
@@ -116,12 +164,9 @@ pub async fn rename(session: &mut Session, from: &Mailbox<'_>, to: &Mailbox<'_>,
     // Renaming INBOX moves its messages to a new mailbox and leaves INBOX
     // in place, so no mailbox had its name changed and OLDNAME would
     // mislead.
-    // NOTE: names are stored as sent, without Unicode normalization (NFC),
-    // although RFC 9051 section 6.3.4 requires a server to reject or
-    // normalize a name that is not Net-Unicode. Once names are normalized,
-    // CREATE, DELETE and SELECT must also send OLDNAME when a name changed.
     if session.enabled.imap4rev2 && from != "INBOX" {
-        super::list::write_renamed(session, account, &from, &to, out).await;
+        let top_old_name = from_supplied.as_deref().unwrap_or(&from);
+        super::list::write_renamed(session, account, &from, top_old_name, &to, out).await;
     }
     ok("RENAME completed")
 }

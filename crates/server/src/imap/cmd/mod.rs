@@ -95,6 +95,42 @@ pub fn store_failure(session: &Session, err: StoreError) -> Outcome {
     }
 }
 
+/// The text of the BYE sent when the selected mailbox was deleted.
+const SELECTED_MAILBOX_DELETED: &str = "Selected mailbox was deleted; log in again and select another mailbox";
+
+/// Returns whether another session deleted the mailbox this session has
+/// selected. The store wakes a mailbox's watchers when it deletes it, so
+/// the store is asked only when the mailbox changed after the session's
+/// view, which keeps this check off the common path.
+pub async fn selected_mailbox_gone(session: &Session) -> bool {
+    let Some(selected) = session.selected() else { return false };
+    if *selected.changes.borrow() <= selected.view.highest_modseq {
+        return false;
+    }
+    matches!(session.ctx.store.status(selected.id).await, Err(StoreError::MailboxGone(_)))
+}
+
+/// Ends the session after its selected mailbox was deleted. IMAP has no
+/// response that takes a client out of the selected state, and the
+/// client's sequence numbers refer to messages that no longer exist, so
+/// the session sends BYE and closes, as Dovecot 2.3 does. The client logs
+/// in again and lists the mailboxes as they are now.
+fn selected_mailbox_deleted() -> Outcome {
+    let reply = Reply { status: Status::No, code: Some("NONEXISTENT".to_owned()), text: "Selected mailbox was deleted".to_owned() };
+    Outcome::Disconnect(reply, SELECTED_MAILBOX_DELETED)
+}
+
+/// Returns whether `body` reads or changes the selected mailbox, so that
+/// it must not run on a mailbox that was deleted. SELECT, EXAMINE,
+/// UNSELECT, CLOSE and LOGOUT leave the mailbox and still run.
+fn uses_selected_mailbox(body: &CommandBody<'_>) -> bool {
+    use CommandBody::*;
+    matches!(
+        body,
+        Noop | Check | Expunge | ExpungeUid { .. } | Search { .. } | Fetch { .. } | Store { .. } | Copy { .. } | Move { .. } | Idle
+    )
+}
+
 /// Calls the handler of `command`; the state was already checked.
 pub async fn run(
     session: &mut Session,
@@ -103,6 +139,9 @@ pub async fn run(
     stream: &mut Transport,
 ) -> std::io::Result<Outcome> {
     use CommandBody::*;
+    if uses_selected_mailbox(&command.body) && selected_mailbox_gone(session).await {
+        return Ok(selected_mailbox_deleted());
+    }
     let outcome = match command.body {
         Capability => misc::capability(session, out),
         Noop | Check => ok(format!("{} completed", command.body.name())),
@@ -120,8 +159,8 @@ pub async fn run(
         Examine { mailbox, .. } => select::select(session, &mailbox, true, out).await,
         Unselect => select::unselect(session),
         Close => select::close(session).await,
-        Create { mailbox } => mailbox::create(session, &mailbox, &[]).await,
-        Delete { mailbox } => mailbox::delete(session, &mailbox).await,
+        Create { mailbox } => mailbox::create(session, &mailbox, &[], out).await,
+        Delete { mailbox } => mailbox::delete(session, &mailbox, out).await,
         Rename { from, to } => mailbox::rename(session, &from, &to, out).await,
         Subscribe { mailbox } => mailbox::subscribe(session, &mailbox, true).await,
         Unsubscribe { mailbox } => mailbox::subscribe(session, &mailbox, false).await,
@@ -157,10 +196,14 @@ pub async fn run_extended(
 ) -> std::io::Result<Outcome> {
     // The reader checked the tag, so this conversion does not fail.
     let Ok(tag) = Tag::try_from(tag.to_owned()) else { return Ok(bad("Invalid tag")) };
+    let uses_selected = matches!(command, ExtendedCommand::Search(_) | ExtendedCommand::SavedResult(_));
+    if uses_selected && selected_mailbox_gone(session).await {
+        return Ok(selected_mailbox_deleted());
+    }
     let outcome = match command {
         ExtendedCommand::Search(search) => search::search_extended(session, &tag, search, out).await,
         ExtendedCommand::List(list) => list::list_extended(session, list, out).await,
-        ExtendedCommand::Create(create) => mailbox::create_special_use(session, create).await,
+        ExtendedCommand::Create(create) => mailbox::create_special_use(session, create, out).await,
         ExtendedCommand::Status(status) => mailbox::status_extended(session, status, out).await,
         ExtendedCommand::SavedResult(saved) => return run_saved_result(session, tag, saved, out, stream).await,
     };

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use roost_proto::response::rev2::{ListData, encode_list};
+use roost_proto::response::rev2::{ListData, ListExtendedItem, encode_list};
 use roost_proto::types::mailbox::Mailbox;
-use roost_store::{HIERARCHY_SEPARATOR, system_flag};
+use roost_store::{HIERARCHY_SEPARATOR, StoreError, system_flag};
 
 use super::{Outcome, bad, no, ok, ok_code};
 use crate::imap::names;
@@ -39,8 +39,8 @@ pub async fn select(session: &mut Session, mailbox: &Mailbox<'_>, read_only: boo
     session.state = State::Authenticated(account);
 
     let ctx = Arc::clone(&session.ctx);
-    let name = match names::from_wire(mailbox, &ctx.config.limits, names::encoding(session.enabled)) {
-        Ok(name) => name,
+    let (name, supplied) = match names::from_wire_with_supplied(mailbox, &ctx.config.limits, names::encoding(session.enabled)) {
+        Ok(client_name) => (client_name.canonical, client_name.supplied),
         Err(err) => return super::name_error(err),
     };
     let info = match ctx.store.mailbox(account_id, &name).await {
@@ -92,15 +92,17 @@ pub async fn select(session: &mut Session, mailbox: &Mailbox<'_>, read_only: boo
     }
     out.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", view.uid_validity));
     out.untagged(&format!("OK [UIDNEXT {}] Predicted next UID", view.uid_next));
-    // RFC 9051 section 6.3.1 requires the attributes of this LIST response
-    // to be accurate, so they are those `LIST "" name` would send.
+    // RFC 9051 section 6.3.2 requires the attributes of this LIST response
+    // to be accurate, so they are those `LIST "" name` would send. A name
+    // normalised to NFC also requires OLDNAME with the name as sent.
     if rev2 {
         let attributes = match super::list::mailbox_attributes(session, account_id, &name).await {
             Ok(attributes) => attributes,
             Err(outcome) => return outcome,
         };
         let attributes: Vec<&str> = attributes.iter().map(String::as_str).collect();
-        let data = ListData { attributes: &attributes, delimiter: Some(HIERARCHY_SEPARATOR), name: &name, extended_items: &[] };
+        let old_name: Vec<ListExtendedItem> = supplied.as_deref().map(ListExtendedItem::OldName).into_iter().collect();
+        let data = ListData { attributes: &attributes, delimiter: Some(HIERARCHY_SEPARATOR), name: &name, extended_items: &old_name };
         out.raw(&encode_list(&data, names::encoding(session.enabled)));
     }
 
@@ -132,13 +134,28 @@ pub fn unselect(session: &mut Session) -> Outcome {
     ok("UNSELECT completed")
 }
 
+/// Leaves the selected mailbox after this session deleted it. An
+/// IMAP4rev2 client gets OK [CLOSED], the boundary after which no
+/// response refers to the old mailbox (RFC 9051 section 7.1).
+pub(super) fn leave_deleted(session: &mut Session, out: &mut Output) {
+    if let Some(account) = leave_mailbox(session) {
+        session.state = State::Authenticated(account);
+    }
+    if session.enabled.imap4rev2 {
+        out.untagged("OK [CLOSED] Deleted mailbox is now closed");
+    }
+}
+
 /// CLOSE removes `\Deleted` messages without EXPUNGE responses, unless the
-/// mailbox was opened with EXAMINE, then leaves it.
+/// mailbox was opened with EXAMINE, then leaves it. A mailbox another
+/// session deleted has nothing left to expunge, so CLOSE still succeeds
+/// and leaves it.
 pub async fn close(session: &mut Session) -> Outcome {
     let target = session.selected().filter(|s| !s.read_only).map(|s| s.id);
     if let Some(mailbox) = target {
-        if let Err(err) = session.ctx.store.expunge(mailbox, None).await {
-            return super::store_failure(session, err);
+        match session.ctx.store.expunge(mailbox, None).await {
+            Ok(_) | Err(StoreError::MailboxGone(_)) => {}
+            Err(err) => return super::store_failure(session, err),
         }
     }
     if let Some(account) = leave_mailbox(session) {
