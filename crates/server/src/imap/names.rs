@@ -12,6 +12,9 @@
 //! modified UTF-7 are normalised too, although RFC 3501 does not ask for
 //! it, so that one mailbox cannot exist under two spellings such as
 //! "e" + U+0301 and U+00E9, whichever protocol version created it.
+//! NOTE: a mailbox stored under a non-NFC name before normalisation was
+//! added can no longer be named by a client, because every name it sends
+//! is normalised first. The store has no migration for such names.
 //!
 //! This module uses nothing of sessions or the store beyond the
 //! separator. The commands decide which responses the client gets.

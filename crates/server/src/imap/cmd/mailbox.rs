@@ -140,7 +140,7 @@ pub async fn delete(session: &mut Session, mailbox: &Mailbox<'_>, out: &mut Outp
 /// OLDNAME for each renamed mailbox, which RFC 9051 section 6.3.6 allows
 /// as an untagged response to RENAME, so the client can follow the move
 /// without listing again. When the old name was normalised to NFC, the
-/// renamed mailbox's OLDNAME is the name as sent, as section 6.3.6 requires.
+/// renamed mailbox's OLDNAME is the name as sent, as section 6.3.6 recommends.
 ///
 /// A session that has the renamed mailbox selected, this one or another,
 /// keeps it selected with the same UIDs and sequence numbers, because
