@@ -198,3 +198,23 @@ fn renamed_selected_mailbox_stays_selected() {
     let reply = renamer.command("A5", "FETCH 4 UID");
     assert_eq!(reply.first().unwrap(), "* 4 FETCH (UID 4)");
 }
+
+/// A session in IDLE on a mailbox another session deletes gets BYE at once
+/// rather than waiting for its next command.
+#[test]
+fn idle_on_deleted_mailbox_gets_bye() {
+    let server = TestServer::start();
+    let mut owner = server.login();
+    assert!(owner.command("CREATE Doomed").unwrap().is_ok());
+    let mut idler = RawConnection::login(server.imap);
+    let selected = idler.command("s", "SELECT Doomed");
+    assert!(selected.last().is_some_and(|l| l.starts_with("s OK")), "{selected:?}");
+    idler.send(b"i IDLE\r\n");
+    let continuation = idler.read_line();
+    assert!(continuation.as_deref().is_some_and(|l| l.starts_with("+ ")), "{continuation:?}");
+
+    assert!(owner.command("DELETE Doomed").unwrap().is_ok());
+
+    let rest = idler.read_to_close();
+    assert!(rest.iter().any(|l| l == "* BYE Selected mailbox was deleted"), "{rest:?}");
+}

@@ -297,6 +297,12 @@ async fn drive(session: &mut Session, stream: &mut Transport) -> std::io::Result
                 }
             }
             Wake::MailboxChanged => {
+                // A deleted mailbox wakes its watchers too; the client in
+                // IDLE is told at once, as a command would be.
+                if super::cmd::selected_mailbox_gone(session).await {
+                    stream.write_all(b"* BYE Selected mailbox was deleted\r\n").await?;
+                    return Ok(Flow::Close);
+                }
                 let mut out = Output::new();
                 super::sync::sync(session, &mut out, true).await;
                 out.flush(stream).await?;
