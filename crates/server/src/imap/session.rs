@@ -2,7 +2,7 @@
 //!
 //! The driver waits on three things: the socket becoming readable, the
 //! session's control (keepalive, timeout, shutdown) and, in IDLE, the
-//! selected mailbox's change counter. While it waits it holds no read or
+//! selected mailbox's change counter. While it waits it keeps no read or
 //! write buffer: bytes are read into a per-thread scratch buffer, fed to the
 //! command reader, and responses are built in an [`Output`] that lives only
 //! while a command runs. Command handling is boxed so the waiting future
@@ -46,15 +46,15 @@ pub struct Account {
     pub name: Box<str>,
 }
 
-/// The selected mailbox as this session sees it.
+/// The selected mailbox, in the state this session last reported.
 pub struct Selected {
     pub id: MailboxId,
     pub name: Box<str>,
     pub read_only: bool,
-    /// The snapshot whose sequence numbers the client has been told of.
+    /// The snapshot whose sequence numbers the client was last sent.
     /// Shared with every other session that saw the same one.
     pub view: Arc<Snapshot>,
-    /// UIDs this session holds as `\Recent`, ascending.
+    /// UIDs that are `\Recent` in this session, ascending.
     pub recent: Vec<Uid>,
     /// The mailbox's highest MODSEQ, as the store announces it.
     pub changes: watch::Receiver<ModSeq>,
@@ -67,7 +67,7 @@ pub struct Selected {
     pub saved_search: Option<Box<roost_proto::types::sequence::SequenceSet>>,
 }
 
-/// What the session is in the middle of between reads.
+/// The multi-line exchange a session is in the middle of between reads.
 pub enum Pending {
     None,
     /// IDLE is running; DONE ends it.
@@ -99,7 +99,7 @@ pub struct Session {
     registration: Registration,
 }
 
-/// How a command handler ends the session, if it does.
+/// The next step of the connection after a command.
 pub enum Flow {
     Continue,
     Close,
@@ -107,7 +107,7 @@ pub enum Flow {
     StartTls,
 }
 
-/// What protects the connection, for LOGINDISABLED and PRIVACYREQUIRED.
+/// The protection of a connection, for LOGINDISABLED and PRIVACYREQUIRED.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Security {
     /// TLS is active (implicit TLS or after STARTTLS).
@@ -117,7 +117,7 @@ pub struct Security {
 }
 
 impl Security {
-    /// Whether passwords may be sent on this connection.
+    /// Returns whether passwords may be sent on this connection.
     pub fn login_allowed(&self) -> bool {
         self.tls || self.trusted
     }
@@ -207,7 +207,7 @@ impl Session {
     }
 }
 
-/// How a connection starts.
+/// The kind of listener a connection arrived on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Listener {
     /// Cleartext, with STARTTLS offered.
@@ -297,8 +297,8 @@ async fn drive(session: &mut Session, stream: &mut Transport) -> std::io::Result
                 }
             }
             Wake::MailboxChanged => {
-                // A deleted mailbox wakes its watchers too; the client in
-                // IDLE is told at once, as a command would be.
+                // A deleted mailbox wakes its watchers too, so the client in
+                // IDLE gets the BYE at once, as a command would.
                 if super::cmd::selected_mailbox_gone(session).await {
                     stream.write_all(b"* BYE Selected mailbox was deleted\r\n").await?;
                     return Ok(Flow::Close);
@@ -421,8 +421,8 @@ pub type Body = CommandBody<'static>;
 mod tests {
     //! Pins the memory a waiting session keeps, so growth is noticed in
     //! review. A waiting session is its task (the `run` future, which owns
-    //! the socket and the `Session`), plus the boxed state it points to;
-    //! buffers are released before every wait.
+    //! the socket and the `Session`) plus the boxed state it points to.
+    //! Buffers are released before every wait, so they do not count.
 
     use std::mem::size_of;
 

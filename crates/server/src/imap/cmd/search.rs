@@ -8,10 +8,11 @@
 //!
 //! The criteria are first compiled: strings are decoded from the client's
 //! charset and folded to lower case, and sequence sets are resolved against
-//! the session's view. Then every message is tested, reading from the store
-//! only what the criteria need (flags come from the view; sizes and dates
-//! from the message record; header and body text from the message itself,
-//! with MIME transfer encodings, charsets and encoded-words undone).
+//! the session's view. Then every message is tested, and only what the
+//! criteria need is read from the store. Flags, sizes and dates come from
+//! the message records, which are newer than the view after a STORE.
+//! Header and body text come from the message itself, with MIME transfer
+//! encodings, charsets and encoded-words undone.
 
 use std::cell::OnceCell;
 use std::ops::RangeInclusive;
@@ -72,7 +73,7 @@ enum DateTest {
     Since,
 }
 
-/// What testing a key needs beyond the view.
+/// The data testing a key needs beyond the view.
 #[derive(Default, Clone, Copy)]
 struct Needs {
     record: bool,
@@ -446,7 +447,7 @@ impl Candidate<'_> {
         })
     }
 
-    /// Whether the undecoded body, MIME part headers included, contains
+    /// Checks whether the undecoded body, MIME part headers included, contains
     /// `needle`. TEXT covers "the header or body of the message"
     /// (RFC 3501 section 6.4.4), and a part's header is in the body.
     fn raw_body_contains(&self, needle: &str) -> bool {
@@ -537,7 +538,7 @@ impl Needs {
     }
 }
 
-/// The calendar day of INTERNALDATE in the offset it was given in, which
+/// Returns the calendar day of INTERNALDATE in the offset it was given in, which
 /// is how RFC 3501 compares dates ("disregarding time and timezone").
 fn internal_day(date: roost_store::InternalDate) -> chrono::NaiveDate {
     let seconds = date.unix_seconds + i64::from(date.offset_minutes) * 60;
