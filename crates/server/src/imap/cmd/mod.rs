@@ -87,6 +87,7 @@ pub fn store_failure(session: &Session, err: StoreError) -> Outcome {
         StoreError::MailboxNotFound(_) | StoreError::MailboxGone(_) => no(Some("NONEXISTENT"), "No such mailbox"),
         StoreError::MailboxExists(_) => no(Some("ALREADYEXISTS"), "Mailbox already exists"),
         StoreError::Forbidden(why) => no(Some("CANNOT"), why),
+        StoreError::LimitExceeded(why) => no(Some("LIMIT"), why),
         StoreError::Invalid(why) => no(Some("CANNOT"), why),
         other => {
             error!(session = session.id, error = %other, "store operation failed");
