@@ -154,7 +154,7 @@ fn nest(rng: &mut Rng, inner: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The largest rendered value a message of `len` bytes may give. Each part
+/// Returns the maximum rendered length for a message of `len` bytes. Each part
 /// renders as at most a few hundred bytes plus its header, and a part needs
 /// at least a boundary line, so the bound is linear in the input.
 fn rendered_max(len: usize) -> usize {
@@ -162,7 +162,7 @@ fn rendered_max(len: usize) -> usize {
 }
 
 /// Runs every public entry point on `raw` and checks the size of each
-/// result. Returns the part numbers found, for the caller's statistics.
+/// result. Returns the number of parts found, for the caller's statistics.
 fn exercise(raw: &[u8], rng: &mut Rng) -> usize {
     let derived = derive(raw, &LIMITS);
     let bound = rendered_max(raw.len());

@@ -298,3 +298,119 @@ fn input_waits_for_user_lookup() {
     let last_two: Vec<u16> = replies[replies.len() - 2..].iter().map(|reply| reply.code).collect();
     assert_eq!(last_two, [250, 250]);
 }
+
+/// A small deterministic generator (SplitMix64) for the random-input test,
+/// so a failing case can be replayed from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Returns a number in `0..bound`, or 0 when `bound` is 0.
+    fn below(&mut self, bound: usize) -> usize {
+        if bound == 0 { 0 } else { (self.next() % bound as u64) as usize }
+    }
+}
+
+/// Builds a random session input from command lines, DATA bodies, long
+/// lines and random bytes, mostly in an order that reaches every phase.
+fn random_input(rng: &mut Rng) -> Vec<u8> {
+    const PIECES: &[&[u8]] = &[
+        b"LHLO client\r\n",
+        b"LHLO \xff\r\n",
+        b"MAIL FROM:<s@x.example>\r\n",
+        b"MAIL FROM:<> SIZE=99999999999999999999999 BODY=8BITMIME\r\n",
+        b"MAIL FROM: <@route:a@b> SIZE=\r\n",
+        b"RCPT TO:<alice@example.org>\r\n",
+        b"RCPT TO:<bob>\r\n",
+        b"RCPT TO:<broken@example.org>\r\n",
+        b"RCPT TO:<\"a\\\"b>\"@[1.2.3.4]>\r\n",
+        b"RCPT TO:<\"\\\r\n",
+        b"RCPT TO:<@>\r\n",
+        b"RCPT TO:<a@[]>\r\n",
+        b"DATA\r\n",
+        b"Subject: x\r\n\r\nbody\r\n",
+        b"..\r\n.x\r\n.\r.\r\n",
+        b"\r\n.\r\n",
+        b".\n",
+        b"\r\r\r\n",
+        b"RSET\r\n",
+        b"NOOP x\r\n",
+        b"VRFY\r\n",
+        b"HELP\r\n",
+        b"\n",
+        b"QUIT\r\n",
+    ];
+    let mut input = Vec::new();
+    for _ in 0..1 + rng.below(40) {
+        match rng.below(10) {
+            0 => {
+                // A line near the length limit, on either side of it.
+                let length = 30 + rng.below(20);
+                input.extend(std::iter::repeat_n(b'a', length));
+                input.extend_from_slice(b"\r\n");
+            }
+            1 => {
+                for _ in 0..rng.below(64) {
+                    input.push(rng.next() as u8);
+                }
+            }
+            // QUIT, the last piece, is left to the end so later pieces run.
+            _ => input.extend_from_slice(PIECES[rng.below(PIECES.len() - 1)]),
+        }
+    }
+    if rng.below(4) != 0 {
+        input.extend_from_slice(b"QUIT\r\n");
+    }
+    input
+}
+
+#[test]
+fn random_input_neither_panics_nor_grows() {
+    const SEED: u64 = 0x1a7e_57ed_0000_0001;
+    const CASES: usize = 2000;
+    let time_max = std::time::Duration::from_secs(20);
+    let started = std::time::Instant::now();
+    let mut rng = Rng(SEED);
+    let mut deliveries = 0;
+
+    for case in 0..CASES {
+        if started.elapsed() > time_max {
+            break;
+        }
+        let input = random_input(&mut rng);
+        let mut config = config();
+        config.message_bytes_max = 1 + rng.below(64);
+        let whole = run_with(config.clone(), &[&input], Outcome::Delivered);
+
+        let mut chunks = Vec::new();
+        let mut rest = input.as_slice();
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(1 + rng.below(rest.len().min(24)));
+            chunks.push(chunk);
+            rest = tail;
+        }
+        let chunked = run_with(config.clone(), &chunks, Outcome::TemporaryFailure);
+
+        let context = format!("case {case} of seed {SEED:#x}, input {:?}", String::from_utf8_lossy(&input));
+        // Each input byte gives at most one short reply line (an empty line
+        // gets a 27-byte reply), and LHLO's reply is fixed.
+        assert!(whole.output.len() <= 64 * input.len() + 1024, "{context}: {} reply bytes", whole.output.len());
+        for message in &whole.messages {
+            assert!(message.len() <= config.message_bytes_max, "{context}: message of {} bytes", message.len());
+        }
+        for users in &whole.users {
+            assert!(users.len() <= config.recipients_max, "{context}: {} recipients", users.len());
+        }
+        assert_eq!(chunked.messages, whole.messages, "{context}: messages differ when chunked");
+        assert_eq!(chunked.closed, whole.closed, "{context}: close differs when chunked");
+        deliveries += whole.messages.len();
+    }
+    assert!(deliveries > 0, "no random input reached a delivery");
+}
