@@ -58,6 +58,7 @@ const LIMITS_KEYS: &[&str] = &[
     "mime_depth_max",
     "login_failures_max",
     "lmtp_recipients_max",
+    "mailboxes_per_account_max",
 ];
 
 /// Special-use attributes of RFC 6154 that a default mailbox may carry.
@@ -135,6 +136,7 @@ pub fn default_settings() -> Settings {
                 mime_depth_max: 32,
                 login_failures_max: 3,
                 lmtp_recipients_max: 100,
+                mailboxes_per_account_max: 10_000,
             },
         },
         log_level: None,
@@ -375,6 +377,10 @@ fn apply_limits(limits: &mut Limits, table: &toml::Table) -> Result<(), String> 
                 limits.lmtp_recipients_max =
                     count_value(&full_key, value, 1, limits.lmtp_recipients_max)?
             }
+            "mailboxes_per_account_max" => {
+                let example = limits.mailboxes_per_account_max as usize;
+                limits.mailboxes_per_account_max = count_value(&full_key, value, 1, example)? as u64
+            }
             _ => return Err(unknown_key("limits", key, LIMITS_KEYS)),
         }
     }
@@ -409,6 +415,14 @@ pub fn check_consistency(config: &Config) -> Result<(), String> {
                 ));
             }
         }
+    }
+    // Every new account gets INBOX and the default mailboxes.
+    let mailboxes_at_creation = 1 + config.imap.default_mailboxes.len() as u64;
+    if limits.mailboxes_per_account_max < mailboxes_at_creation {
+        return Err(format!(
+            "key limits.mailboxes_per_account_max: invalid value {}: must be at least {mailboxes_at_creation}, the INBOX plus imap.default_mailboxes",
+            limits.mailboxes_per_account_max
+        ));
     }
     for (name, _) in &config.imap.default_mailboxes {
         if name.len() > limits.mailbox_name_bytes_max {
@@ -770,7 +784,7 @@ mod tests {
         let message = apply_text("[limits]\nline_bytes = 5").unwrap_err();
         assert_eq!(
             message,
-            "unknown key limits.line_bytes: valid keys in [limits] are line_bytes_max, literal_bytes_max_unauthenticated, message_bytes_max, command_bytes_max, mailbox_name_bytes_max, mailbox_depth_max, mime_depth_max, login_failures_max, lmtp_recipients_max"
+            "unknown key limits.line_bytes: valid keys in [limits] are line_bytes_max, literal_bytes_max_unauthenticated, message_bytes_max, command_bytes_max, mailbox_name_bytes_max, mailbox_depth_max, mime_depth_max, login_failures_max, lmtp_recipients_max, mailboxes_per_account_max"
         );
 
         let message = apply_text("datadir = \"x\"").unwrap_err();
@@ -847,5 +861,26 @@ mod tls_tests {
         for (text, expected) in cases {
             assert_eq!(apply(text).unwrap_err(), expected, "config {text:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod mailbox_limit_tests {
+    use super::*;
+
+    #[test]
+    fn mailbox_limit_covers_default_mailboxes() {
+        let mut settings = default_settings();
+        let table: toml::Table = "[limits]\nmailboxes_per_account_max = 5".parse().unwrap();
+        apply_table(&mut settings, &table, Path::new("/")).unwrap();
+        assert_eq!(
+            check_consistency(&settings.server).unwrap_err(),
+            "key limits.mailboxes_per_account_max: invalid value 5: must be at least 6, the INBOX plus imap.default_mailboxes"
+        );
+
+        let table: toml::Table = "[limits]\nmailboxes_per_account_max = 6".parse().unwrap();
+        apply_table(&mut settings, &table, Path::new("/")).unwrap();
+        assert!(check_consistency(&settings.server).is_ok());
+        assert_eq!(settings.server.limits.mailboxes_per_account_max, 6);
     }
 }

@@ -80,6 +80,9 @@ pub struct Limits {
     pub login_failures_max: u32,
     /// Maximum number of recipients in one LMTP transaction.
     pub lmtp_recipients_max: usize,
+    /// Maximum number of mailboxes per account, counting the parents
+    /// CREATE and RENAME add.
+    pub mailboxes_per_account_max: u64,
 }
 
 /// TLS settings shared by STARTTLS and the implicit-TLS listener.

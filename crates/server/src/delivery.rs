@@ -186,8 +186,9 @@ impl Deliverer {
 /// succeed.
 pub async fn deliver_local(config: &Config, user: &str, raw: Vec<u8>) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
+    let limits = config.limits.clone();
     let (store, users) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let store = roost_store::sqlite::SqliteStore::open(&data_dir)
+        let store = roost_store::sqlite::SqliteStore::open_with(&data_dir, crate::store_options(&limits))
             .with_context(|| format!("failed to open the store in {}", data_dir.display()))?;
         let users =
             UserDb::open(&data_dir).with_context(|| format!("failed to open the users in {}", data_dir.display()))?;

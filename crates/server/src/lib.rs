@@ -26,7 +26,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use roost_auth::UserDb;
 use roost_store::MailStore;
-use roost_store::sqlite::SqliteStore;
+use roost_store::sqlite::{SqliteOptions, SqliteStore};
 use tls::TlsAcceptor;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -42,6 +42,15 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     shutdown.await;
     running.stop().await;
     Ok(())
+}
+
+/// The embedded store's options, with the limits the configuration sets.
+pub fn store_options(limits: &config::Limits) -> SqliteOptions {
+    SqliteOptions {
+        mailbox_name_bytes_max: limits.mailbox_name_bytes_max,
+        mailboxes_per_account_max: limits.mailboxes_per_account_max,
+        ..SqliteOptions::default()
+    }
 }
 
 /// A started server.
@@ -65,8 +74,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("failed to create the data folder {}", config.data_dir.display()))?;
     let data_dir = config.data_dir.clone();
+    let limits = config.limits.clone();
     let (store, users) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let store = SqliteStore::open(&data_dir)
+        let store = SqliteStore::open_with(&data_dir, store_options(&limits))
             .with_context(|| format!("failed to open the store in {}", data_dir.display()))?;
         let users = UserDb::open(&data_dir)
             .with_context(|| format!("failed to open the users in {}", data_dir.display()))?;

@@ -541,3 +541,22 @@ fn secret_debug_is_redacted() {
     assert!(!format!("{secret:?}").contains(PASSWORD));
     assert!(!format!("{secret}").contains(PASSWORD));
 }
+
+/// INBOX and the three default mailboxes count, so a limit of five leaves
+/// room for exactly one more.
+#[test]
+fn mailboxes_per_account_at_and_past_limit() {
+    let server = TestServer::start_with(|config| config.limits.mailboxes_per_account_max = 5);
+    let mut client = server.login();
+
+    let at_limit = client.command("CREATE Fifth").unwrap();
+    assert!(at_limit.is_ok(), "{}", at_limit.tagged);
+
+    let past_limit = client.command("CREATE Sixth").unwrap();
+    assert!(past_limit.tagged.contains(" NO [LIMIT] "), "{}", past_limit.tagged);
+    let listed = client.command("LIST \"\" Sixth").unwrap();
+    assert!(listed.untagged.is_empty(), "the rejected mailbox exists: {:?}", listed.untagged);
+
+    let rename_past = client.command("RENAME Fifth a/b").unwrap();
+    assert!(rename_past.tagged.contains(" NO [LIMIT] "), "{}", rename_past.tagged);
+}

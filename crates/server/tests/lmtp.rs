@@ -52,6 +52,7 @@ fn config(data_dir: &Path) -> Config {
             mime_depth_max: 20,
             login_failures_max: 3,
             lmtp_recipients_max: 3,
+            mailboxes_per_account_max: 100,
         },
     }
 }

@@ -17,6 +17,10 @@ pub enum StoreError {
     AccountNotFound(String),
     #[error("not permitted: {0}")]
     Forbidden(String),
+    /// A configured limit would be exceeded, such as the number of
+    /// mailboxes per account.
+    #[error("limit reached: {0}")]
+    LimitExceeded(String),
     #[error("invalid request: {0}")]
     Invalid(String),
     /// A message body that the index references is missing from disk, or

@@ -257,12 +257,12 @@ async fn mailbox_count_limit() {
         .await
         .expect("the third mailbox is at the limit");
     let past = store.create_mailbox(account, "c", None).await;
-    assert!(matches!(past, Err(StoreError::Forbidden(_))), "{past:?}");
+    assert!(matches!(past, Err(StoreError::LimitExceeded(_))), "{past:?}");
 
     store.delete_mailbox(account, "b").await.unwrap();
     let with_parent = store.create_mailbox(account, "x/y", None).await;
     assert!(
-        matches!(with_parent, Err(StoreError::Forbidden(_))),
+        matches!(with_parent, Err(StoreError::LimitExceeded(_))),
         "{with_parent:?}"
     );
     assert!(
@@ -273,7 +273,7 @@ async fn mailbox_count_limit() {
     store.create_mailbox(account, "b", None).await.unwrap();
     let renamed = store.rename_mailbox(account, "a", "p/q").await;
     assert!(
-        matches!(renamed, Err(StoreError::Forbidden(_))),
+        matches!(renamed, Err(StoreError::LimitExceeded(_))),
         "{renamed:?}"
     );
     assert!(

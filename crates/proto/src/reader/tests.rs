@@ -816,3 +816,142 @@ fn take_buffered_returns_unread_bytes() {
     assert!(reader.is_idle());
     assert!(reader.next(ReadMode::Command, &limits).is_none());
 }
+
+/// A small deterministic generator (SplitMix64) for the random-input test,
+/// so a failing case can be replayed from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Returns a number in `0..bound`, or 0 when `bound` is 0.
+    fn below(&mut self, bound: usize) -> usize {
+        if bound == 0 { 0 } else { (self.next() % bound as u64) as usize }
+    }
+}
+
+/// Builds random client input from command fragments, literal
+/// announcements, nesting and random bytes.
+fn random_client_input(rng: &mut Rng) -> Vec<u8> {
+    const PIECES: &[&[u8]] = &[
+        b"a1 NOOP\r\n",
+        b"a2 LOGIN {5}\r\nalice {6+}\r\nsecret\r\n",
+        b"a3 APPEND INBOX (\\Seen) {40}\r\n",
+        b"a4 APPEND INBOX {4294967295}\r\n",
+        b"a5 APPEND INBOX {99999999999999999999+}\r\n",
+        b"a6 SELECT {0}\r\n\r\n",
+        b"a7 SEARCH RETURN (MIN MAX SAVE) OR (NOT (UID $)) 1:*,5\r\n",
+        b"a8 UID SEARCH ((((((((((((((((ALL))))))))))))))))\r\n",
+        b"a9 LIST (SUBSCRIBED REMOTE) \"\" (\"*\" \"%\" {1}\r\nx) RETURN (STATUS (MESSAGES))\r\n",
+        b"b1 CREATE box (USE (\\Drafts \\Sent))\r\n",
+        b"b2 STATUS INBOX (APPENDLIMIT SIZE)\r\n",
+        b"b3 FETCH $ (BODY.PEEK[1.2.HEADER.FIELDS (A B)]<0.4294967295>)\r\n",
+        b"b4 COPY 4294967295:0,* \"&AGE-\"\r\n",
+        b"b5 ENABLE UTF8=ACCEPT IMAP4rev2\r\n",
+        b"DONE\r\n",
+        b"*\r\n",
+        b"dGVzdA==\r\n",
+        b"\"caf\xc3\xa9\"",
+        b"{3}\r\n",
+        b"{2+}\r\n",
+        b"\r\n",
+        b"\n",
+        b"\r",
+        b"\0",
+        b" ",
+        b"(",
+        b")",
+    ];
+    let mut input = Vec::new();
+    for _ in 0..1 + rng.below(24) {
+        match rng.below(8) {
+            0 => {
+                for _ in 0..rng.below(48) {
+                    input.push(rng.next() as u8);
+                }
+            }
+            1 => {
+                // Nesting and a long line, near the line limit.
+                let open = rng.below(80);
+                input.extend_from_slice(b"c1 SEARCH ");
+                input.extend(std::iter::repeat_n(b'(', open));
+                input.extend_from_slice(b"ALL");
+                input.extend(std::iter::repeat_n(b')', open));
+                input.extend_from_slice(b"\r\n");
+            }
+            _ => input.extend_from_slice(PIECES[rng.below(PIECES.len())]),
+        }
+    }
+    input
+}
+
+#[test]
+fn reader_random_extended_forms_and_options() {
+    const SEED: u64 = 0x2ead_e2ed_0000_0001;
+    const CASES: usize = 3000;
+    let time_max = std::time::Duration::from_secs(20);
+    let started = std::time::Instant::now();
+    // The small limits reject most random input early, so half the cases
+    // run under limits that let whole commands through.
+    let roomy = ReaderLimits {
+        line_bytes_max: 1024,
+        literal_bytes_max: 64,
+        append_literal_bytes_max: 256,
+        command_bytes_max: 2048,
+    };
+    let modes = [ReadMode::Command, ReadMode::IdleDone, ReadMode::AuthenticateData];
+    let mut rng = Rng(SEED);
+    let mut commands = 0;
+    let mut closed = 0;
+
+    for case in 0..CASES {
+        if started.elapsed() > time_max {
+            break;
+        }
+        let input = random_client_input(&mut rng);
+        let limits = if rng.below(2) == 0 { limits() } else { roomy.clone() };
+        let mut reader = CommandReader::new();
+        if rng.below(2) == 0 {
+            reader.set_options(ReaderOptions {
+                utf8_accepted: true,
+                non_sync_literal_bytes_max: Some(8),
+                extended: ExtendedLimits { list_patterns_max: 2, create_special_uses_max: 1 },
+            });
+        }
+
+        let context = format!("case {case} of seed {SEED:#x}, input {:?}", String::from_utf8_lossy(&input));
+        let mut rest = input.as_slice();
+        let mut events = 0;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(1 + rng.below(rest.len().min(32)));
+            rest = tail;
+            reader.feed(chunk);
+            while let Some(event) = reader.next(modes[rng.below(modes.len())], &limits) {
+                events += 1;
+                commands += usize::from(matches!(event, ReadEvent::Command(_) | ReadEvent::Extended { .. }));
+                if let ReadEvent::Rejected { text, close, .. } = &event {
+                    assert!(!text.is_empty(), "{context}: rejection without text");
+                    closed += usize::from(*close);
+                }
+            }
+            // Between calls the reader keeps less than one line of unread
+            // input and at most one command within its limits.
+            let unread = reader.input.len() - reader.input_start;
+            assert!(unread < limits.line_bytes_max, "{context}: {unread} unread bytes kept");
+            let command_max = limits.command_bytes_max + limits.append_literal_bytes_max;
+            assert!(reader.command.len() <= command_max, "{context}: command of {} bytes kept", reader.command.len());
+        }
+        // Each event needs at least one input byte, so a reader cannot
+        // produce events without end.
+        assert!(events <= input.len(), "{context}: {events} events");
+        reader.release_buffers();
+    }
+    assert!(commands > CASES / 10, "only {commands} random inputs decoded as a command");
+    assert!(closed > 0, "no random input closed the connection");
+}

@@ -481,6 +481,7 @@ mod tests {
                 mime_depth_max: 32,
                 login_failures_max: 3,
                 lmtp_recipients_max: 10,
+                mailboxes_per_account_max: 100,
             },
         };
         let tls = crate::tls::TlsAcceptor::load(&config.tls.settings, dir.path()).unwrap();

@@ -39,6 +39,7 @@ pub fn default_limits() -> Limits {
         mime_depth_max: 32,
         login_failures_max: 3,
         lmtp_recipients_max: 100,
+        mailboxes_per_account_max: 10_000,
     }
 }
 

@@ -275,7 +275,7 @@ pub fn check_mailbox_count(
         .prepare_cached("SELECT count(*) FROM mailboxes WHERE account_id = ?1")?
         .query_row([account.0], |row| row.get(0))?;
     if count > mailboxes_max {
-        return Err(StoreError::Forbidden(format!(
+        return Err(StoreError::LimitExceeded(format!(
             "the account would have {count} mailboxes; the maximum is {mailboxes_max}"
         )));
     }
