@@ -31,7 +31,7 @@ use roost_store::{Flags, MessageRecord, Snapshot, system_flag};
 use super::{Outcome, bad, no, ok};
 use crate::imap::flags::has_keyword;
 use crate::imap::output::Output;
-use crate::imap::sequence::resolve_clamped;
+use crate::imap::sequence::resolve_clamped_ranges;
 use crate::imap::session::Session;
 
 /// Messages read from the store per batch.
@@ -43,8 +43,8 @@ const ADVERTISED_CHARSETS: &str = "US-ASCII UTF-8";
 /// A compiled search criterion.
 enum Key {
     All,
-    /// Indexes into the view, ascending.
-    Indexes(Vec<usize>),
+    /// Ascending, disjoint ranges of indexes into the view.
+    Indexes(Vec<std::ops::Range<usize>>),
     System(u8, bool),
     Keyword(String, bool),
     Recent(bool),
@@ -345,8 +345,8 @@ impl Compiler<'_> {
         use SearchKey as S;
         Ok(match key {
             S::And(keys) => Key::And(keys.as_ref().iter().map(|k| self.compile(k)).collect::<Result<_, _>>()?),
-            S::SequenceSet(set) => Key::Indexes(resolve_clamped(self.view, set, false)),
-            S::Uid(set) => Key::Indexes(resolve_clamped(self.view, set, true)),
+            S::SequenceSet(set) => Key::Indexes(resolve_clamped_ranges(self.view, set, false)),
+            S::Uid(set) => Key::Indexes(resolve_clamped_ranges(self.view, set, true)),
             S::All => Key::All,
             S::Answered => Key::System(system_flag::ANSWERED, true),
             S::Unanswered => Key::System(system_flag::ANSWERED, false),
@@ -496,7 +496,10 @@ impl Key {
     fn matches(&self, message: &Candidate<'_>) -> bool {
         match self {
             Key::All => true,
-            Key::Indexes(indexes) => indexes.binary_search(&message.index).is_ok(),
+            Key::Indexes(ranges) => {
+                let next = ranges.partition_point(|range| range.end <= message.index);
+                ranges.get(next).is_some_and(|range| range.contains(&message.index))
+            }
             Key::System(bit, set) => (message.flags.system & bit != 0) == *set,
             Key::Keyword(keyword, set) => has_keyword(message.flags, keyword) == *set,
             Key::Recent(recent) => message.recent == *recent,
