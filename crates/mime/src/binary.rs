@@ -55,7 +55,7 @@ mod tests {
     use crate::{Limits, derive};
 
     fn decode(raw: &[u8], part: &[u32]) -> Result<Vec<u8>, BinaryError> {
-        let derived = derive(raw, &Limits { depth_max: 8 });
+        let derived = derive(raw, &Limits { depth_max: 8, parts_max: 10_000 });
         binary_section(raw, &derived, part).map(Cow::into_owned)
     }
 

@@ -33,6 +33,11 @@ pub struct Limits {
     /// number of their own. Parsing recurses once per level, so keep this
     /// in the tens.
     pub depth_max: usize,
+    /// Maximum number of parts in one message, the root included. Boundary
+    /// lines after the last allowed part stay in the enclosing body, so a
+    /// message of many empty parts cannot make the tree or BODYSTRUCTURE
+    /// grow without bound.
+    pub parts_max: usize,
 }
 
 /// The stored analysis of one message's MIME structure.
@@ -67,7 +72,7 @@ pub fn derive(raw: &[u8], limits: &Limits) -> Derived {
     // NOTE: offsets are u32, so a message over 4 GiB is analysed only up
     // to that size. Delivery limits keep messages far below it.
     let raw = &raw[..raw.len().min(u32::MAX as usize)];
-    let root = tree::build(raw, limits.depth_max);
+    let root = tree::build(raw, limits.depth_max, limits.parts_max);
     let envelope = render::envelope(root.header_bytes(raw));
     let bodystructure = render::body_structure(raw, &root, true);
     let body = render::body_structure(raw, &root, false);

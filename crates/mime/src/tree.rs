@@ -72,25 +72,18 @@ fn slice(raw: &[u8], start: u32, end: u32) -> &[u8] {
 /// boundary line belongs to the boundary. A boundary of any enclosing
 /// multipart also ends the current part. A multipart whose boundary never
 /// appears has no parts.
-pub(crate) fn build(raw: &[u8], depth_max: usize) -> Part {
-    let parser = Parser { raw, depth_max, part_count: std::cell::Cell::new(1) };
+pub(crate) fn build(raw: &[u8], depth_max: usize, parts_max: usize) -> Part {
+    let parser = Parser { raw, depth_max, parts_max, part_count: std::cell::Cell::new(1) };
     let (root, _) = parser.entity(0, &[], 0, false);
     root
 }
 
-/// Maximum number of parts in one message, the root included. Boundary
-/// lines after the last allowed part are left in the enclosing body, so a
-/// message of many empty parts cannot make the tree or BODYSTRUCTURE grow
-/// without bound.
-// NOTE: this belongs in `Limits`, but adding a field there breaks every
-// caller's struct literal, so it is a constant until callers move to a
-// constructor.
-pub(crate) const PART_COUNT_MAX: usize = 10_000;
-
 struct Parser<'a> {
     raw: &'a [u8],
     depth_max: usize,
-    /// Parts created so far, compared with `PART_COUNT_MAX`.
+    /// `Limits::parts_max`.
+    parts_max: usize,
+    /// Parts created so far, compared with `parts_max`.
     part_count: std::cell::Cell<usize>,
 }
 
@@ -161,7 +154,7 @@ impl Parser<'_> {
             };
             part.kind = Kind::Multipart(children);
             ended
-        } else if is_message && self.part_count.get() < PART_COUNT_MAX {
+        } else if is_message && self.part_count.get() < self.parts_max {
             self.part_count.set(self.part_count.get() + 1);
             let (inner, ended) = self.entity(body_start, open, depth + 1, false);
             part.kind = Kind::Message(Box::new(inner));
@@ -213,7 +206,7 @@ impl Parser<'_> {
                 let ended = self.find_boundary(line.next_line, open);
                 return (children, ended, Some(line.next_line));
             }
-            if self.part_count.get() >= PART_COUNT_MAX {
+            if self.part_count.get() >= self.parts_max {
                 return (children, self.find_boundary(line.next_line, open), None);
             }
             self.part_count.set(self.part_count.get() + 1);

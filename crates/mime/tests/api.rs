@@ -6,7 +6,7 @@ use roost_mime::{
     search_text, section,
 };
 
-const LIMITS: Limits = Limits { depth_max: 16 };
+const LIMITS: Limits = Limits { depth_max: 16, parts_max: 10_000 };
 
 fn get<'a>(raw: &'a [u8], derived: &Derived, part: &[u32], text: SectionText) -> std::borrow::Cow<'a, [u8]> {
     section(raw, derived, &Section { part: part.to_vec(), text })
@@ -202,13 +202,13 @@ fn nested(levels: usize) -> Vec<u8> {
 #[test]
 fn depth_limit_at_and_past() {
     let raw = nested(4);
-    let at_limit = derive(&raw, &Limits { depth_max: 4 });
+    let at_limit = derive(&raw, &Limits { depth_max: 4, parts_max: 10_000 });
     assert_eq!(at_limit.part_numbers().len(), 4);
     assert!(at_limit.bodystructure().contains("\"text\" \"plain\""));
 
     // One level short: the innermost multipart becomes an opaque part and
     // the text part gets no number.
-    let past_limit = derive(&raw, &Limits { depth_max: 3 });
+    let past_limit = derive(&raw, &Limits { depth_max: 3, parts_max: 10_000 });
     assert_eq!(past_limit.part_numbers().len(), 3);
     assert!(!past_limit.bodystructure().contains("\"text\" \"plain\""));
     let opaque = get(&raw, &past_limit, &[1, 1, 1], SectionText::Full);
@@ -279,4 +279,26 @@ fn search_text_covers_encoded_parts() {
     let derived = derive(raw, &LIMITS);
     let text = search_text(raw, &derived, &TextLimits { bytes_max: 1000 });
     assert_eq!(text, "héllo\nsoftwrap = x");
+}
+
+/// A multipart with as many parts as `parts_max` allows keeps them all;
+/// past it, the rest stays in the multipart's body without part numbers.
+#[test]
+fn parts_limit_at_and_past() {
+    let mut raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+    for n in 0..4 {
+        raw.extend_from_slice(format!("--b\r\n\r\npart {n}\r\n").as_bytes());
+    }
+    raw.extend_from_slice(b"--b--\r\n");
+
+    // The root counts, so five parts in all fit a limit of five.
+    let at_limit = derive(&raw, &Limits { depth_max: 8, parts_max: 5 });
+    assert_eq!(at_limit.part_numbers().len(), 4);
+
+    let past_limit = derive(&raw, &Limits { depth_max: 8, parts_max: 4 });
+    assert_eq!(past_limit.part_numbers().len(), 3);
+    assert_eq!(&*get(&raw, &past_limit, &[3], SectionText::Full), b"part 2");
+    assert!(get(&raw, &past_limit, &[4], SectionText::Full).is_empty());
+    let body = get(&raw, &past_limit, &[], SectionText::Text);
+    assert!(body.windows(6).any(|w| w == b"part 3"), "{:?}", String::from_utf8_lossy(&body));
 }

@@ -5,7 +5,7 @@
 use roost_mime::{Derived, Limits, Section, SectionText, TextLimits, derive, search_text, section};
 use roost_testkit::corpus;
 
-const LIMITS: Limits = Limits { depth_max: 64 };
+const LIMITS: Limits = Limits { depth_max: 64, parts_max: 10_000 };
 
 #[derive(Debug)]
 enum Value {

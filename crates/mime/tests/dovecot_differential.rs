@@ -79,7 +79,7 @@ impl Tally {
 
 fn compare_message(client: &mut Client, sequence: usize, message: &CorpusMessage, tally: &mut Tally) {
     let raw = message.crlf();
-    let derived: Derived = derive(&raw, &Limits { depth_max: 64 });
+    let derived: Derived = derive(&raw, &Limits { depth_max: 64, parts_max: 10_000 });
     let name = &message.name;
 
     let pairs = fetch(client, sequence, "ENVELOPE BODYSTRUCTURE BODY RFC822.SIZE");

@@ -12,7 +12,7 @@ use roost_mime::{
 };
 use roost_testkit::corpus;
 
-const LIMITS: Limits = Limits { depth_max: 32 };
+const LIMITS: Limits = Limits { depth_max: 32, parts_max: 10_000 };
 const TEXT_LIMITS: TextLimits = TextLimits { bytes_max: 4096 };
 const SEED: u64 = 0x5eed_0f_7e57_0001;
 const CASES_MAX: usize = 3000;

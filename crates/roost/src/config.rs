@@ -56,6 +56,7 @@ const LIMITS_KEYS: &[&str] = &[
     "mailbox_name_bytes_max",
     "mailbox_depth_max",
     "mime_depth_max",
+    "mime_parts_max",
     "login_failures_max",
     "lmtp_recipients_max",
     "mailboxes_per_account_max",
@@ -134,6 +135,7 @@ pub fn default_settings() -> Settings {
                 mailbox_name_bytes_max: 1_024,
                 mailbox_depth_max: 32,
                 mime_depth_max: 32,
+                mime_parts_max: 10_000,
                 login_failures_max: 3,
                 lmtp_recipients_max: 100,
                 mailboxes_per_account_max: 10_000,
@@ -372,6 +374,9 @@ fn apply_limits(limits: &mut Limits, table: &toml::Table) -> Result<(), String> 
                 limits.login_failures_max = u32::try_from(count).map_err(|_| {
                     invalid(&full_key, value, "expected a whole number below 4294967296")
                 })?;
+            }
+            "mime_parts_max" => {
+                limits.mime_parts_max = count_value(&full_key, value, 1, limits.mime_parts_max)?
             }
             "lmtp_recipients_max" => {
                 limits.lmtp_recipients_max =
@@ -784,7 +789,7 @@ mod tests {
         let message = apply_text("[limits]\nline_bytes = 5").unwrap_err();
         assert_eq!(
             message,
-            "unknown key limits.line_bytes: valid keys in [limits] are line_bytes_max, literal_bytes_max_unauthenticated, message_bytes_max, command_bytes_max, mailbox_name_bytes_max, mailbox_depth_max, mime_depth_max, login_failures_max, lmtp_recipients_max, mailboxes_per_account_max"
+            "unknown key limits.line_bytes: valid keys in [limits] are line_bytes_max, literal_bytes_max_unauthenticated, message_bytes_max, command_bytes_max, mailbox_name_bytes_max, mailbox_depth_max, mime_depth_max, mime_parts_max, login_failures_max, lmtp_recipients_max, mailboxes_per_account_max"
         );
 
         let message = apply_text("datadir = \"x\"").unwrap_err();

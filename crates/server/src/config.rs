@@ -76,6 +76,9 @@ pub struct Limits {
     pub mailbox_depth_max: usize,
     /// Deepest MIME nesting parsed; deeper parts are treated as opaque.
     pub mime_depth_max: usize,
+    /// Maximum number of MIME parts analysed in one message; later parts
+    /// stay inside the body of the part before them.
+    pub mime_parts_max: usize,
     /// Failed LOGIN or AUTHENTICATE attempts before the connection is closed.
     pub login_failures_max: u32,
     /// Maximum number of recipients in one LMTP transaction.
@@ -83,6 +86,13 @@ pub struct Limits {
     /// Maximum number of mailboxes per account, counting the parents
     /// CREATE and RENAME add.
     pub mailboxes_per_account_max: u64,
+}
+
+impl Limits {
+    /// Returns the bounds for MIME analysis.
+    pub fn mime(&self) -> roost_mime::Limits {
+        roost_mime::Limits { depth_max: self.mime_depth_max, parts_max: self.mime_parts_max }
+    }
 }
 
 /// TLS settings shared by STARTTLS and the implicit-TLS listener.

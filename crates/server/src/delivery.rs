@@ -80,7 +80,7 @@ impl Deliverer {
             store,
             users,
             message_bytes_max: config.limits.message_bytes_max,
-            mime_limits: roost_mime::Limits { depth_max: config.limits.mime_depth_max },
+            mime_limits: config.limits.mime(),
             default_mailboxes: config.imap.default_mailboxes.clone(),
         }
     }

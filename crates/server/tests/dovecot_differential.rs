@@ -122,7 +122,7 @@ fn compare_message(roost: &mut Client, dovecot: &mut Client, sequence: usize, me
         tally.check(name, key, item(&ours, key), item(&theirs, key));
     }
 
-    let derived = roost_mime::derive(&message.crlf(), &roost_mime::Limits { depth_max: 32 });
+    let derived = roost_mime::derive(&message.crlf(), &roost_mime::Limits { depth_max: 32, parts_max: 10_000 });
     for part in derived.part_numbers() {
         let number = part.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
         let items = format!("BODY.PEEK[{number}.MIME]");

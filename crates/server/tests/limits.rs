@@ -560,3 +560,25 @@ fn mailboxes_per_account_at_and_past_limit() {
     let rename_past = client.command("RENAME Fifth a/b").unwrap();
     assert!(rename_past.tagged.contains(" NO [LIMIT] "), "{}", rename_past.tagged);
 }
+
+/// `mime_parts_max` reaches the analysis APPEND stores: with the root and
+/// two parts allowed, a third part gets no part number.
+#[test]
+fn mime_parts_at_and_past_limit() {
+    let server = TestServer::start_with(|config| config.limits.mime_parts_max = 3);
+    let mut client = server.login();
+    let two_parts = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\none\r\n--b\r\n\r\ntwo\r\n--b--\r\n";
+    let three_parts =
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\none\r\n--b\r\n\r\ntwo\r\n--b\r\n\r\nthree\r\n--b--\r\n";
+    assert!(client.append("INBOX", two_parts).unwrap().is_ok());
+    assert!(client.append("INBOX", three_parts).unwrap().is_ok());
+    assert!(client.command("SELECT INBOX").unwrap().is_ok());
+
+    let at_limit = client.command("FETCH 1 (BODY.PEEK[2])").unwrap();
+    assert!(at_limit.untagged[0].ends_with(b"BODY[2] {3}\r\ntwo)"), "{:?}", String::from_utf8_lossy(&at_limit.untagged[0]));
+
+    let past_limit = client.command("FETCH 2 (BODY.PEEK[3] BODYSTRUCTURE)").unwrap();
+    let text = String::from_utf8_lossy(&past_limit.untagged[0]).into_owned();
+    assert!(text.contains("BODY[3] {0}"), "{text}");
+    assert_eq!(text.matches("\"text\" \"plain\"").count(), 2, "{text}");
+}

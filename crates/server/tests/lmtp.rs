@@ -50,6 +50,7 @@ fn config(data_dir: &Path) -> Config {
             mailbox_name_bytes_max: 1024,
             mailbox_depth_max: 32,
             mime_depth_max: 20,
+            mime_parts_max: 10_000,
             login_failures_max: 3,
             lmtp_recipients_max: 3,
             mailboxes_per_account_max: 100,

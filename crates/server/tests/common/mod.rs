@@ -37,6 +37,7 @@ pub fn default_limits() -> Limits {
         mailbox_name_bytes_max: 1024,
         mailbox_depth_max: 32,
         mime_depth_max: 32,
+                mime_parts_max: 10_000,
         login_failures_max: 3,
         lmtp_recipients_max: 100,
         mailboxes_per_account_max: 10_000,

@@ -57,7 +57,7 @@ pub async fn append(
         }
         None => now(),
     };
-    let derived = derive(Arc::clone(&raw), ctx.config.limits.mime_depth_max).await;
+    let derived = derive(Arc::clone(&raw), ctx.config.limits.mime()).await;
     let new = NewMessage { raw, internal_date, flags, derived };
     match ctx.store.append(target.id, vec![new]).await {
         Ok(appended) => {
@@ -77,9 +77,9 @@ pub fn now() -> InternalDate {
 }
 
 /// Analyses a message's MIME structure off the async threads.
-pub async fn derive(raw: Arc<[u8]>, depth_max: usize) -> Arc<[u8]> {
+pub async fn derive(raw: Arc<[u8]>, limits: roost_mime::Limits) -> Arc<[u8]> {
     let encoded = tokio::task::spawn_blocking(move || {
-        roost_mime::derive(&raw, &roost_mime::Limits { depth_max }).encode()
+        roost_mime::derive(&raw, &limits).encode()
     })
     .await;
     match encoded {

@@ -57,7 +57,7 @@ pub async fn fetch(
     let uids: Vec<u32> = indexes.iter().map(|&i| selected.view.messages[i].uid).collect();
 
     let checks_binary = sets_seen && items.iter().any(is_binary);
-    let depth_max = ctx.config.limits.mime_depth_max;
+    let mime_limits = ctx.config.limits.mime();
     let mut missing = 0usize;
     for batch in uids.chunks(BATCH_MESSAGES) {
         // A message whose BINARY part cannot be decoded ends the command
@@ -65,7 +65,7 @@ pub async fn fetch(
         // either. Nor do the messages after it, which are not sent.
         let mut seen_uids = batch;
         if checks_binary {
-            match first_unknown_encoding(&ctx, mailbox, batch, &items, depth_max).await {
+            match first_unknown_encoding(&ctx, mailbox, batch, &items, &mime_limits).await {
                 Ok(Some(position)) => seen_uids = &batch[..position],
                 Ok(None) => {}
                 Err(err) => return Ok(super::store_failure(session, err)),
@@ -101,7 +101,7 @@ pub async fn fetch(
                 None
             };
             let include_flags = wants_flags || newly_seen.binary_search(&record.uid).is_ok();
-            let message = Message { record: &record, raw: raw.as_deref(), recent, depth_max: ctx.config.limits.mime_depth_max };
+            let message = Message { record: &record, raw: raw.as_deref(), recent, mime_limits: mime_limits.clone() };
             let line_start = out.buf.len();
             if let Err(BinaryError::UnknownEncoding(encoding)) =
                 write_message(out, index as u32 + 1, &items, include_flags, &message, &ctx).await
@@ -129,12 +129,12 @@ async fn first_unknown_encoding(
     mailbox: roost_store::MailboxId,
     batch: &[u32],
     items: &[MessageDataItemName<'static>],
-    depth_max: usize,
+    mime_limits: &roost_mime::Limits,
 ) -> Result<Option<usize>, roost_store::StoreError> {
     let records = ctx.store.messages(mailbox, batch).await?;
     for record in records {
         let raw = ctx.store.read_raw(record.blob).await?;
-        let message = Message { record: &record, raw: Some(&raw), recent: false, depth_max };
+        let message = Message { record: &record, raw: Some(&raw), recent: false, mime_limits: mime_limits.clone() };
         let derived = message.derived();
         let decodes = items.iter().all(|item| match item {
             MessageDataItemName::Binary { section, .. } | MessageDataItemName::BinarySize { section } => {
@@ -186,7 +186,7 @@ struct Message<'a> {
     record: &'a MessageRecord,
     raw: Option<&'a [u8]>,
     recent: bool,
-    depth_max: usize,
+    mime_limits: roost_mime::Limits,
 }
 
 impl Message<'_> {
@@ -195,7 +195,7 @@ impl Message<'_> {
             Ok(derived) => derived,
             // An analysis that cannot be read (an older format, or a failed
             // one at delivery) is redone from the message itself.
-            Err(_) => roost_mime::derive(self.raw.unwrap_or_default(), &roost_mime::Limits { depth_max: self.depth_max }),
+            Err(_) => roost_mime::derive(self.raw.unwrap_or_default(), &self.mime_limits),
         }
     }
 }

@@ -256,7 +256,7 @@ async fn evaluate(
     let view = Arc::clone(&selected.view);
     let recent = selected.recent.clone();
     let mailbox = selected.id;
-    let depth_max = ctx.config.limits.mime_depth_max;
+    let mime_limits = ctx.config.limits.mime();
 
     let mut matches: Vec<Match> = Vec::new();
     for (batch_index, batch) in view.messages.chunks(BATCH_MESSAGES).enumerate() {
@@ -296,7 +296,7 @@ async fn evaluate(
                 raw: raw.as_deref(),
                 derived: OnceCell::new(),
                 text: OnceCell::new(),
-                depth_max,
+                mime_limits: mime_limits.clone(),
                 text_bytes_max: ctx.config.limits.message_bytes_max,
             };
             if key.matches(&message) {
@@ -417,7 +417,7 @@ struct Candidate<'a> {
     derived: OnceCell<Derived>,
     /// Decoded, lower-cased text of the message's text parts.
     text: OnceCell<String>,
-    depth_max: usize,
+    mime_limits: roost_mime::Limits,
     /// Bound on the decoded body text kept for one message.
     text_bytes_max: usize,
 }
@@ -428,7 +428,7 @@ impl Candidate<'_> {
             let stored = self.record.map(|r| Derived::decode(&r.derived));
             match stored {
                 Some(Ok(derived)) => derived,
-                _ => roost_mime::derive(self.raw.unwrap_or_default(), &roost_mime::Limits { depth_max: self.depth_max }),
+                _ => roost_mime::derive(self.raw.unwrap_or_default(), &self.mime_limits),
             }
         })
     }
