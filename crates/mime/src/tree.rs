@@ -284,7 +284,7 @@ impl Parser<'_> {
 /// The multipart boundary among Content-Type parameters. An RFC 2231
 /// extended `boundary*` (`charset'language'percent-encoded`) is decoded,
 /// because the parts are delimited by the decoded value. Dovecot 2.3 does
-/// not decode it and sees no parts; the differential tests list that.
+/// not decode it and finds no parts; the differential tests list that.
 fn boundary_parameter(params: &[(Vec<u8>, Vec<u8>)]) -> Option<std::borrow::Cow<'_, [u8]>> {
     if let Some((_, value)) = params.iter().find(|(key, _)| key.eq_ignore_ascii_case(b"boundary")) {
         return Some(std::borrow::Cow::Borrowed(value));

@@ -100,12 +100,12 @@ pub fn add(data_dir: &Path, name: &str) -> Result<(), CliError> {
     let password = read_new_password(name, UserDbOptions::default().password_bytes_max)?;
     db.add(name, &password).map_err(auth_error)?;
     // The file is named so an administrator who ran this in the wrong
-    // folder sees that the server's users were not changed.
+    // folder notices that the server's users were not changed.
     println!("added user {name} to {}", db.path().display());
     Ok(())
 }
 
-/// The error for a user that is not in the users file, naming the file and
+/// Builds the error for a user that is not in the users file, naming the file and
 /// the ways to fix it.
 fn user_not_found(db: &UserDb, name: &str) -> CliError {
     CliError::Runtime(format!(

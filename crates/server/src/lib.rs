@@ -44,7 +44,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     Ok(())
 }
 
-/// The embedded store's options, with the limits the configuration sets.
+/// Returns the embedded store's options, with the limits the configuration sets.
 pub fn store_options(limits: &config::Limits) -> SqliteOptions {
     SqliteOptions {
         mailbox_name_bytes_max: limits.mailbox_name_bytes_max,

@@ -2,7 +2,7 @@
 //! protocol layer decides which response code each kind becomes.
 use crate::{BlobId, MailboxId};
 
-/// Why a store operation failed. The protocol layer maps each kind to a
+/// The reason a store operation failed. The protocol layer maps each kind to a
 /// response code (RFC 5530), so kinds are distinguished by what a client
 /// can do about them, not by where they arose.
 #[derive(Debug, thiserror::Error)]

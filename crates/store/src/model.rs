@@ -9,7 +9,7 @@ use std::sync::Arc;
 pub struct AccountId(pub u64);
 
 /// A mailbox's id inside one store. Ids are never reused, so a session that
-/// holds an id of a deleted mailbox gets `StoreError::MailboxGone`
+/// keeps an id of a deleted mailbox gets `StoreError::MailboxGone`
 /// rather than another mailbox's messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MailboxId(pub u64);
@@ -48,7 +48,7 @@ pub struct Flags {
     pub keywords: Vec<Arc<str>>,
 }
 
-/// How a STORE-like request combines the given flags with the current ones.
+/// The way a STORE-like request combines the given flags with the current ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FlagOp {
     /// Replace the flags (`FLAGS`).
@@ -91,7 +91,7 @@ pub struct MailboxStatus {
     pub deleted: u32,
 }
 
-/// One message as it stands in a snapshot of a mailbox.
+/// One message as it is in a snapshot of a mailbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageEntry {
     pub uid: Uid,
@@ -117,7 +117,7 @@ pub struct Snapshot {
     pub keywords: Vec<Arc<str>>,
 }
 
-/// What APPEND and delivery add.
+/// A message that APPEND or delivery adds.
 #[derive(Clone, Debug)]
 pub struct NewMessage {
     /// The message exactly as received, with CRLF line endings.

@@ -3,7 +3,7 @@
 //!
 //! A session registers a small [`SessionControl`] and stamps it with the
 //! time of its last activity. No session owns a timer: one sweeper task
-//! walks the table at a fixed tick and tells sessions, through their
+//! walks the table at a fixed tick and wakes sessions, through their
 //! control's `Notify`, to send an IDLE keepalive or to log out for
 //! inactivity. Shutdown goes through the same path. The table belongs to
 //! the server instance that created it, never to the process, so several
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-/// What a session is doing, as far as timers are concerned.
+/// The activity of a session, as far as timers are concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Phase {
@@ -204,7 +204,7 @@ impl SessionTable {
     }
 }
 
-/// The sweeper's period: fine enough that a keepalive or timeout is late by
+/// Returns the sweeper's period: fine enough that a keepalive or timeout is late by
 /// at most a quarter of its interval, and never under one second.
 fn sweep_tick(timeouts: &Timeouts) -> Duration {
     let shortest = timeouts.idle_keepalive.min(timeouts.unauthenticated).min(timeouts.authenticated);

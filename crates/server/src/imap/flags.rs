@@ -40,7 +40,7 @@ const SYSTEM_FLAGS: [(u8, &str); 5] = [
     (system_flag::DRAFT, "\\Draft"),
 ];
 
-/// Why a flag list was not accepted.
+/// The reason a flag list was not accepted.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FlagError {
     /// `\Recent` or another system flag that cannot be set by a client.
@@ -77,7 +77,7 @@ pub fn from_imap(flags: &[Flag<'_>], existing: &[Arc<str>]) -> Result<Flags, Fla
     Ok(result)
 }
 
-/// Whether `flags` carries `keyword`, compared case-insensitively.
+/// Checks whether `flags` carries `keyword`, compared case-insensitively.
 pub fn has_keyword(flags: &Flags, keyword: &str) -> bool {
     flags.keywords.iter().any(|k| k.eq_ignore_ascii_case(keyword))
 }

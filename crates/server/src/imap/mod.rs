@@ -1,9 +1,11 @@
 //! The IMAP listener and sessions.
 //!
-//! Code map: [`session`] drives one connection; [`dispatch`] gates each
-//! command by state and calls its handler in [`cmd`]; [`sync`] and [`view`]
-//! keep a selected session's view of its mailbox current; [`control`] is the
-//! session table and the sweeper that replaces per-session timers.
+//! Code map:
+//! - [`session`] drives one connection.
+//! - [`dispatch`] gates each command by state and calls its handler in [`cmd`].
+//! - [`sync`] and [`view`] keep a selected session's view of its mailbox current.
+//! - [`control`] is the session table and the sweeper that replaces
+//!   per-session timers.
 //!
 //! Every piece of session state is owned by the task that serves the
 //! session; the only shared structures are the session table, the view
@@ -44,7 +46,7 @@ use view::ViewRegistry;
 /// here instead of exhausting the blocking thread pool.
 pub const CONCURRENT_PASSWORD_CHECKS: usize = 8;
 
-/// What every IMAP session of one server shares.
+/// The state every IMAP session of one server shares.
 pub struct ImapContext {
     pub store: Arc<dyn MailStore>,
     pub users: Arc<UserDb>,
@@ -79,8 +81,8 @@ impl ImapContext {
     }
 }
 
-/// Accepts connections until `shutdown` turns true, then asks every session
-/// to say BYE and waits for them to end.
+/// Accepts connections until `shutdown` turns true, then requests every session
+/// to send BYE and waits for them to end.
 pub async fn serve(
     listener: TcpListener,
     kind: session::Listener,
@@ -118,7 +120,7 @@ pub async fn serve(
 }
 
 /// The CAPABILITY list for `session`, space-separated. Before TLS, a
-/// client outside `trusted_networks` sees LOGINDISABLED and no AUTH=.
+/// client outside `trusted_networks` gets LOGINDISABLED and no AUTH=.
 pub fn capabilities(session: &Session) -> String {
     let protocol_state = dispatch::protocol_state(&session.state);
     let options = CapabilityOptions {

@@ -38,7 +38,7 @@ pub fn encoding(enabled: Enabled) -> MailboxNameEncoding {
     }
 }
 
-/// Why a client's mailbox name was not accepted.
+/// The reason a client's mailbox name was not accepted.
 #[derive(Debug, PartialEq, Eq)]
 pub enum NameError {
     /// Not valid modified UTF-7 or not valid UTF-8.
@@ -50,7 +50,7 @@ pub enum NameError {
 }
 
 impl NameError {
-    /// The text of a tagged `BAD` or `NO` for this error.
+    /// Returns the text of a tagged `BAD` or `NO` for this error.
     pub fn message(&self) -> String {
         match self {
             NameError::Encoding => "Mailbox name is not valid modified UTF-7 or UTF-8".to_owned(),

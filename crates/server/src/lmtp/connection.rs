@@ -203,8 +203,8 @@ async fn check_user(deliverer: &Arc<Deliverer>, local_part: String) -> UserStatu
     match tokio::task::spawn_blocking(move || deliverer.resolve_user(&name)).await {
         Ok(Some(user)) => UserStatus::Exists(user),
         Ok(None) => {
-            // The MTA bounces the message on this answer, so the
-            // administrator sees why in the log too.
+            // The MTA bounces the message on this reply, so the log records
+            // the reason for the administrator too.
             info!(recipient = local_part, "recipient rejected: no such user");
             UserStatus::Unknown
         }

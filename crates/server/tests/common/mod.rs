@@ -26,7 +26,7 @@ pub struct TestServer {
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "wonderland";
 
-/// The limits the tests run with: the documented defaults, except where a
+/// Returns the limits the tests run with: the documented defaults, except where a
 /// test passes its own.
 pub fn default_limits() -> Limits {
     Limits {
@@ -118,7 +118,7 @@ impl TestServer {
         runtime.block_on(running.reload_tls())
     }
 
-    /// The certificate new TLS sessions get, as a SHA-256 fingerprint.
+    /// Returns the certificate new TLS sessions get, as a SHA-256 fingerprint.
     pub fn tls_fingerprint(&self) -> String {
         self.running.as_ref().map(|running| running.tls_fingerprint()).unwrap_or_default()
     }
@@ -140,12 +140,12 @@ impl Drop for TestServer {
     }
 }
 
-/// The untagged responses of a reply as text, for assertions.
+/// Returns the untagged responses of a reply as text, for assertions.
 pub fn lines(reply: &roost_testkit::client::Reply) -> Vec<String> {
     reply.untagged.iter().map(|line| String::from_utf8_lossy(line).into_owned()).collect()
 }
 
-/// A small real message with CRLF line endings.
+/// Builds a small real message with CRLF line endings.
 pub fn message(subject: &str, body: &str) -> Vec<u8> {
     format!(
         "From: Alice <alice@example.org>\r\nTo: Bob <bob@example.org>\r\nSubject: {subject}\r\nDate: Mon, 7 Feb 1994 21:52:25 -0800\r\nMessage-ID: <{subject}@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n{body}\r\n"

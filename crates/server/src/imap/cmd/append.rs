@@ -1,8 +1,8 @@
 //! APPEND, with APPENDUID (RFC 4315).
 //!
 //! The message's MIME structure is analysed once here, on the blocking pool,
-//! and stored with it; the tagged OK is sent only once the store reports the
-//! message durable.
+//! and stored with it. The tagged OK is sent only once the store reports
+//! the message durable.
 
 use std::sync::Arc;
 
@@ -70,7 +70,7 @@ pub async fn append(
     }
 }
 
-/// The current time in the server's local offset, as INTERNALDATE.
+/// Returns the current time in the server's local offset, as INTERNALDATE.
 pub fn now() -> InternalDate {
     let now = chrono::Local::now();
     InternalDate { unix_seconds: now.timestamp(), offset_minutes: (now.offset().local_minus_utc() / 60) as i16 }
@@ -84,8 +84,12 @@ pub async fn derive(raw: Arc<[u8]>, limits: roost_mime::Limits) -> Arc<[u8]> {
     .await;
     match encoded {
         Ok(encoded) => Arc::from(encoded),
-        // derive never panics by contract; if it did, store the message
-        // with an empty analysis rather than lose it. FETCH re-derives then.
-        Err(_) => Arc::from(Vec::new()),
+        // roost-mime is written and fuzzed not to panic. If it does, the
+        // message is still stored, with an empty analysis that FETCH and
+        // SEARCH cannot decode, so they analyse the message again.
+        Err(err) => {
+            tracing::error!(error = %err, "MIME analysis failed; storing the message without it");
+            Arc::from(Vec::new())
+        }
     }
 }

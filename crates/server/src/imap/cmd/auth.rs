@@ -56,7 +56,7 @@ pub async fn authenticate(
     }
 }
 
-/// Handles the client's answer to the AUTHENTICATE continuation.
+/// Handles the client's response to the AUTHENTICATE continuation.
 pub async fn authenticate_data(session: &mut Session, data: AuthenticateData<'static>, out: &mut Output) -> Flow {
     let Pending::Authenticate(tag) = std::mem::replace(&mut session.pending, Pending::None) else {
         out.untagged("BAD Unexpected authentication data");
@@ -77,7 +77,7 @@ pub async fn authenticate_data(session: &mut Session, data: AuthenticateData<'st
             Flow::Close
         }
         // PLAIN takes a single step, so no further continuation is sent,
-        // and STARTTLS is not an answer to AUTHENTICATE.
+        // and STARTTLS is not a response to AUTHENTICATE.
         Outcome::Continued | Outcome::StartTls => Flow::Continue,
     }
 }
@@ -123,7 +123,7 @@ async fn check_password(session: &mut Session, name: String, password: Secret) -
     };
     match verified {
         Ok(Ok(())) => {}
-        // The client hears only AUTHENTICATIONFAILED; the log says which
+        // The client gets only AUTHENTICATIONFAILED. The log records which
         // check failed, so an administrator can tell a typo from a guess.
         Ok(Err(err)) => return failed_login(session, &name, &err.to_string()).await,
         Err(_) => return failed_login(session, &name, "password check task failed").await,
@@ -157,7 +157,7 @@ async fn failed_login(session: &mut Session, name: &str, reason: &str) -> Outcom
     Outcome::Done(reply)
 }
 
-/// The answer to a login attempt in cleartext from an untrusted network
+/// Returns the response to a login attempt in cleartext from an untrusted network
 /// (RFC 3501 section 6.2.3, RFC 5530 PRIVACYREQUIRED).
 fn privacy_required() -> Outcome {
     no(Some("PRIVACYREQUIRED"), "Use STARTTLS or the TLS port before logging in")

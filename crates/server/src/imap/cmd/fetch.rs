@@ -158,7 +158,7 @@ fn seen_flag() -> Flags {
     Flags { system: system_flag::SEEN, keywords: Vec::new() }
 }
 
-/// Whether fetching `item` sets `\Seen` (RFC 3501 section 6.4.5).
+/// Checks whether fetching `item` sets `\Seen` (RFC 3501 section 6.4.5).
 fn marks_seen(item: &MessageDataItemName<'_>) -> bool {
     matches!(
         item,

@@ -33,12 +33,12 @@ pub struct Reply {
     pub text: String,
 }
 
-/// How a command ended.
+/// The end state of a command.
 pub enum Outcome {
     /// Send pending updates, then the tagged response.
     Done(Reply),
     /// A continuation request was sent (IDLE, AUTHENTICATE); the tagged
-    /// response comes when the client answers it.
+    /// response comes when the client responds to it.
     Continued,
     /// Send the tagged response and close the connection.
     Close(Reply),
@@ -80,8 +80,8 @@ pub fn name_error(err: NameError) -> Outcome {
 }
 
 /// Maps a store failure to the tagged NO a client can act on (RFC 5530
-/// codes). Internal failures are logged with their cause, which the client
-/// never sees.
+/// codes). Internal failures are logged with their cause, which is never
+/// sent to the client.
 pub fn store_failure(session: &Session, err: StoreError) -> Outcome {
     match err {
         StoreError::MailboxNotFound(_) | StoreError::MailboxGone(_) => no(Some("NONEXISTENT"), "No such mailbox"),
