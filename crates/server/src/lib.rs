@@ -12,10 +12,13 @@
 //! `roost-store`). It never reads configuration files or flags; the `roost`
 //! binary builds the [`Config`].
 
+pub mod admin;
 pub mod config;
 pub mod delivery;
 pub mod imap;
 pub mod lmtp;
+pub mod metrics;
+pub mod proxy_protocol;
 pub mod tls;
 pub mod transport;
 
