@@ -13,12 +13,15 @@
 //! - [`decision`] is what comes out: admit, delay, refuse, preempt, rotate,
 //!   each with a [`Reason`].
 //! - [`share`] computes weighted max-min fair shares among classes.
+//! - [`config`] reads the `[governor]` TOML table shared by the server
+//!   configuration and simulator scenarios.
 //!
 //! **Architecture Invariant:** no I/O, no clock and no threads. Callers
 //! serialise access (the server keeps the governor behind one mutex), and
 //! a decision never waits.
 
 mod bucket;
+pub mod config;
 pub mod decision;
 pub mod governor;
 pub mod network;
