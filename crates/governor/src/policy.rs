@@ -226,7 +226,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Formats a duration the way [`parse_duration`] reads it, in whole units.
 pub fn format_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 1000 != 0 {
+    if !millis.is_multiple_of(1000) {
         return format!("{millis}ms");
     }
     let seconds = duration.as_secs();

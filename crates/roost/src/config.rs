@@ -9,9 +9,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use roost_server::config::{Config, ImapConfig, Limits, LmtpConfig, Network, TlsConfig};
+use roost_server::config::{Config, GovernorConfig, ImapConfig, Limits, LmtpConfig, Network, TlsConfig};
 use roost_server::tls::TlsSettings;
 
+use crate::governor_config::{Capacity, apply_governor, apply_groups};
+pub use crate::governor_config::resolve_capacity;
 use crate::values::{
     DURATION_EXPECTED, LISTEN_EXPECTED, check_log_filter, format_duration, parse_duration,
     parse_listen,
@@ -31,10 +33,13 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "trusted_networks",
     "shutdown_grace",
     "log_level",
+    "metrics_listen",
     "[imap]",
     "[lmtp]",
     "[tls]",
     "[limits]",
+    "[governor]",
+    "[groups]",
 ];
 const TLS_KEYS: &[&str] = &["cert_file", "key_file", "timeout_handshake", "incoming_bytes_max"];
 
@@ -78,6 +83,9 @@ const SPECIAL_USE_ATTRIBUTES: &[&str] = &[
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub server: Config,
+    /// Session counts as written, resolved against the memory budget by
+    /// [`resolve_capacity`].
+    pub capacity: Capacity,
     /// Log filter from the file, if it sets one.
     pub log_level: Option<String>,
 }
@@ -140,7 +148,10 @@ pub fn default_settings() -> Settings {
                 lmtp_recipients_max: 100,
                 mailboxes_per_account_max: 10_000,
             },
+            governor: GovernorConfig::with_capacity(0, 0),
+            metrics_listen: Some("127.0.0.1:9143".parse().expect("valid literal address")),
         },
+        capacity: Capacity::default(),
         log_level: None,
     }
 }
@@ -235,6 +246,9 @@ fn apply_table(
             "imap" => apply_imap(&mut config.imap, section(key, value)?)?,
             "lmtp" => apply_lmtp(&mut config.lmtp, section(key, value)?)?,
             "limits" => apply_limits(&mut config.limits, section(key, value)?)?,
+            "governor" => apply_governor(&mut config.governor, &mut settings.capacity, section(key, value)?)?,
+            "groups" => apply_groups(&mut config.governor.groups, section(key, value)?)?,
+            "metrics_listen" => config.metrics_listen = listen_value(key, value)?,
             _ => return Err(unknown_key("", key, TOP_LEVEL_KEYS)),
         }
     }
@@ -408,7 +422,12 @@ pub fn check_consistency(config: &Config) -> Result<(), String> {
                 .to_owned(),
         );
     }
-    let listeners = [("imap_listen", config.imap_listen), ("imaps_listen", config.imaps_listen), ("lmtp_listen", config.lmtp_listen)];
+    let listeners = [
+        ("imap_listen", config.imap_listen),
+        ("imaps_listen", config.imaps_listen),
+        ("lmtp_listen", config.lmtp_listen),
+        ("metrics_listen", config.metrics_listen),
+    ];
     for (index, (first_key, first)) in listeners.iter().enumerate() {
         for (second_key, second) in &listeners[index + 1..] {
             if let (Some(first), Some(second)) = (first, second)
@@ -795,7 +814,7 @@ mod tests {
         let message = apply_text("datadir = \"x\"").unwrap_err();
         assert_eq!(
             message,
-            "unknown key datadir: valid top-level keys are data_dir, imap_listen, imaps_listen, lmtp_listen, trusted_networks, shutdown_grace, log_level, [imap], [lmtp], [tls], [limits]"
+            "unknown key datadir: valid top-level keys are data_dir, imap_listen, imaps_listen, lmtp_listen, trusted_networks, shutdown_grace, log_level, metrics_listen, [imap], [lmtp], [tls], [limits], [governor], [groups]"
         );
     }
 

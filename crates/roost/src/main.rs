@@ -7,6 +7,7 @@
 //! protocol or storage itself.
 
 mod config;
+mod governor_config;
 mod serve;
 mod user;
 mod values;
@@ -18,7 +19,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    ConfigError, DATA_DIR_DEFAULT, Settings, apply_file, check_consistency, default_settings,
+    ConfigError, DATA_DIR_DEFAULT, Settings, apply_file, check_consistency, default_settings, resolve_capacity,
 };
 
 /// Roost, an IMAP4rev1 server with LMTP delivery.
@@ -42,6 +43,12 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// List the live IMAP sessions of a running server: user, class,
+    /// source, state and time connected.
+    Who {
+        #[command(flatten)]
+        location: DataLocation,
     },
     /// Deliver the message on stdin to a user's INBOX.
     Deliver {
@@ -70,6 +77,10 @@ struct ServeArgs {
     /// IMAP-over-TLS listen address, IP:PORT or "off" [default: 127.0.0.1:1993].
     #[arg(long, value_name = "ADDR", value_parser = parse_listen_flag)]
     imaps_listen: Option<Listen>,
+    /// Prometheus metrics listen address (GET /metrics), IP:PORT or "off"
+    /// [default: 127.0.0.1:9143].
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_flag)]
+    metrics_listen: Option<Listen>,
     /// Log filter such as "debug" or "roost_server=debug,info"; overrides
     /// RUST_LOG and the config file's log_level [default: info].
     #[arg(long, value_name = "FILTER", value_parser = parse_log_level_flag)]
@@ -192,6 +203,9 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::CheckConfig { file } => {
             let mut settings = default_settings();
             apply_file(&mut settings, &file).map_err(CliError::Config)?;
+            let capacity = settings.capacity;
+            resolve_capacity(&mut settings.server.governor, &capacity)
+                .map_err(|message| CliError::Config(ConfigError { file: file.clone(), message }))?;
             check_tls_files(&settings).map_err(|message| {
                 CliError::Config(ConfigError { file: file.clone(), message })
             })?;
@@ -199,6 +213,7 @@ fn run(command: Command) -> Result<(), CliError> {
             Ok(())
         }
         Command::User { command } => run_user(command),
+        Command::Who { location } => who(&data_dir(&location)?),
         Command::Deliver { name, location } => user::deliver(&location_settings(&location)?, &name),
     }
 }
@@ -244,6 +259,14 @@ fn serve_settings(args: &ServeArgs) -> Result<Settings, CliError> {
     if let Some(Listen(address)) = args.imaps_listen {
         settings.server.imaps_listen = address;
     }
+    if let Some(Listen(address)) = args.metrics_listen {
+        settings.server.metrics_listen = address;
+    }
+    let capacity = settings.capacity;
+    resolve_capacity(&mut settings.server.governor, &capacity).map_err(|message| match &args.config {
+        Some(file) => CliError::Config(ConfigError { file: file.clone(), message }),
+        None => CliError::Usage(message),
+    })?;
 
     // Flags can break a rule between keys that the file alone kept.
     check_consistency(&settings.server).map_err(|message| match &args.config {
@@ -254,6 +277,13 @@ fn serve_settings(args: &ServeArgs) -> Result<Settings, CliError> {
         None => CliError::Usage(message),
     })?;
     Ok(settings)
+}
+
+/// Prints the running server's session table, read over its admin socket.
+fn who(data_dir: &Path) -> Result<(), CliError> {
+    let table = roost_server::admin::request(data_dir, "who").map_err(|err| CliError::Runtime(format!("{err:#}")))?;
+    print!("{table}");
+    Ok(())
 }
 
 fn data_dir(location: &DataLocation) -> Result<PathBuf, CliError> {

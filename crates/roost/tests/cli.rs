@@ -472,6 +472,8 @@ fn serve_stops_on_sigterm() {
             "off",
             "--imaps-listen",
             "off",
+            "--metrics-listen",
+            "off",
         ])
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())

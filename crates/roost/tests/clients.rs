@@ -143,6 +143,9 @@ fn newcomer_first_start() {
     if TcpListener::bind("127.0.0.1:1993").is_err() {
         args.extend(["--imaps-listen", "127.0.0.1:0"]);
     }
+    if TcpListener::bind("127.0.0.1:9143").is_err() {
+        args.extend(["--metrics-listen", "127.0.0.1:0"]);
+    }
     let server = Server::spawn(&args, &cwd, cwd.join("roost-data"), temp);
 
     if imap_free {

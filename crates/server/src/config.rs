@@ -32,6 +32,40 @@ pub struct Config {
     pub imap: ImapConfig,
     pub lmtp: LmtpConfig,
     pub limits: Limits,
+    pub governor: GovernorConfig,
+    /// Prometheus metrics listener; `None` turns it off.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// Admission control: the governor's policy and what the server needs
+/// around it.
+#[derive(Clone, Debug)]
+pub struct GovernorConfig {
+    pub policy: roost_governor::Policy,
+    /// Load balancers whose connections start with a PROXY protocol header
+    /// (v1 or v2) naming the real client. Connections from other
+    /// addresses never have a header read.
+    pub trusted_proxies: Vec<Network>,
+    /// Time a trusted proxy gets to send its header.
+    pub proxy_header_timeout: Duration,
+    /// Longest PROXY header accepted, in bytes.
+    pub proxy_header_bytes_max: usize,
+    /// Groups of each user, for classes that match on `groups`.
+    pub groups: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl GovernorConfig {
+    /// Returns a configuration with one default class and the given
+    /// capacity, no proxies and no groups.
+    pub fn with_capacity(max_sessions: u32, max_preauth: u32) -> GovernorConfig {
+        GovernorConfig {
+            policy: roost_governor::Policy::with_capacity(max_sessions, max_preauth),
+            trusted_proxies: Vec::new(),
+            proxy_header_timeout: Duration::from_secs(5),
+            proxy_header_bytes_max: 4096,
+            groups: std::collections::HashMap::new(),
+        }
+    }
 }
 
 /// IMAP session behaviour.

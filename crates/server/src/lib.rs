@@ -64,6 +64,8 @@ pub struct Running {
     pub imaps_address: Option<SocketAddr>,
     /// Bound address of the LMTP listener, if it is on.
     pub lmtp_address: Option<SocketAddr>,
+    /// Bound address of the metrics listener, if it is on.
+    pub metrics_address: Option<SocketAddr>,
     config: Arc<Config>,
     tls: Arc<TlsAcceptor>,
     shutdown_sender: watch::Sender<bool>,
@@ -148,7 +150,23 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let deliverer = Arc::new(delivery::Deliverer::new(Arc::clone(&store), Arc::clone(&users), &config));
         tasks.push(tokio::spawn(lmtp::serve(listener, deliverer, Arc::clone(&config), shutdown_receiver.clone())));
     }
-    Ok(Running { imap_address, imaps_address, lmtp_address, config, tls, shutdown_sender, tasks, sweeper })
+    let mut metrics_address = None;
+    if let Some(address) = config.metrics_listen {
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("failed to listen for metrics on {address}; set metrics_listen to another address or \"off\""))?;
+        let bound = listener.local_addr()?;
+        info!(address = %bound, "metrics listening");
+        metrics_address = Some(bound);
+        let sessions = Arc::clone(&imap_context.sessions);
+        let render: metrics::RenderMetrics = Arc::new(move || sessions.render_metrics());
+        tasks.push(tokio::spawn(metrics::serve_metrics(listener, render, shutdown_receiver.clone())));
+    }
+    let admin_listener = admin::bind_admin(&config.data_dir)?;
+    let sessions = Arc::clone(&imap_context.sessions);
+    let handler = admin::Commands::new().add("who", move |_| Ok(admin::format_who(&sessions.who()))).into_handler();
+    tasks.push(tokio::spawn(admin::serve_admin(admin_listener, handler, shutdown_receiver.clone())));
+    Ok(Running { imap_address, imaps_address, lmtp_address, metrics_address, config, tls, shutdown_sender, tasks, sweeper })
 }
 
 impl Running {

@@ -55,6 +55,8 @@ fn config(data_dir: &Path) -> Config {
             lmtp_recipients_max: 3,
             mailboxes_per_account_max: 100,
         },
+        governor: roost_server::config::GovernorConfig::with_capacity(100, 100),
+        metrics_listen: None,
     }
 }
 

@@ -156,6 +156,8 @@ impl Server {
             "127.0.0.1:0",
             "--imaps-listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ];
         let cwd = temp.path().to_path_buf();
         Server::spawn(&args, &cwd, data_dir.clone(), temp)
@@ -240,6 +242,8 @@ impl Server {
             "--lmtp-listen",
             "127.0.0.1:0",
             "--imaps-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
             "127.0.0.1:0",
         ];
         let cwd = temp.path().to_path_buf();

@@ -8,11 +8,16 @@
 //! inactivity. Shutdown goes through the same path. The table belongs to
 //! the server instance that created it, never to the process, so several
 //! servers (or later several worker processes) keep separate tables.
+//!
+//! Slots are indexed by the connection governor's ticket, so the governor
+//! names a session to preempt or rotate and the table finds it at once.
+//! The governor's side lives in [`super::admission`].
 
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use roost_governor::{Governor, Reason, Ticket};
 use tokio::sync::Notify;
 
 /// The activity of a session, as far as timers are concerned.
@@ -28,6 +33,10 @@ pub enum Phase {
     Idle = 2,
     /// Running a command: no timer applies.
     Busy = 3,
+    /// Between the lines or literals of one command, such as an APPEND
+    /// waiting for its message: `timeout_authenticated` applies, and the
+    /// session is not preemptible.
+    Partial = 4,
 }
 
 /// Requests the sweeper or the server leaves for a session. Kept as bits
@@ -36,6 +45,9 @@ pub mod request {
     pub const KEEPALIVE: u8 = 1 << 0;
     pub const TIMEOUT: u8 = 1 << 1;
     pub const SHUTDOWN: u8 = 1 << 2;
+    /// The governor preempted or rotated the session; the reason and retry
+    /// hint are in the control's `eviction`.
+    pub const EVICT: u8 = 1 << 3;
 }
 
 /// The part of a session the sweeper and the server can reach.
@@ -46,6 +58,9 @@ pub struct SessionControl {
     last_keepalive: AtomicU32,
     phase: AtomicU8,
     requests: AtomicU8,
+    /// Why the governor evicted the session: the index of its reason in
+    /// [`Reason::ALL`] in the top byte, the retry hint in seconds below.
+    eviction: AtomicU32,
     /// Wakes the session when `requests` gains a bit.
     pub wake: Notify,
 }
@@ -60,34 +75,74 @@ impl SessionControl {
         self.requests.fetch_or(bits, Ordering::AcqRel);
         self.wake.notify_one();
     }
+
+    /// Asks the session to close with `* BYE [UNAVAILABLE]` once it is
+    /// between commands.
+    pub fn evict(&self, reason: Reason, retry_after: Duration) {
+        let index = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0) as u32;
+        let seconds = roost_governor::decision::retry_seconds(retry_after).min(0x00ff_ffff) as u32;
+        self.eviction.store(index << 24 | seconds, Ordering::Release);
+        self.request(request::EVICT);
+    }
+
+    /// Returns the reason and retry hint in seconds of the last eviction.
+    pub fn eviction(&self) -> (Reason, u32) {
+        let packed = self.eviction.load(Ordering::Acquire);
+        let reason = Reason::ALL.get((packed >> 24) as usize).copied().unwrap_or(Reason::Capacity);
+        (reason, packed & 0x00ff_ffff)
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Relaxed) {
+            0 => Phase::Unauthenticated,
+            1 => Phase::Authenticated,
+            2 => Phase::Idle,
+            3 => Phase::Busy,
+            _ => Phase::Partial,
+        }
+    }
+
+    /// Checks whether the session waits in IDLE or between commands, so it
+    /// can be closed without cutting a command short.
+    pub fn is_preemptible(&self) -> bool {
+        matches!(self.phase(), Phase::Authenticated | Phase::Idle)
+    }
 }
 
-/// The server's table of live sessions.
+/// The server's table of live sessions and its connection governor.
 pub struct SessionTable {
     epoch: Instant,
     slots: Mutex<Slots>,
+    /// Locked before `slots` whenever both are held.
+    governor: Mutex<Governor>,
 }
 
 #[derive(Default)]
 struct Slots {
+    /// Indexed by governor ticket.
     entries: Vec<Weak<SessionControl>>,
-    free: Vec<usize>,
     live: usize,
 }
 
-/// A session's registration; dropping it frees the slot.
+/// A session's registration; dropping it frees the slot and releases the
+/// governor's ticket.
 pub struct Registration {
     table: Arc<SessionTable>,
-    slot: usize,
+    pub ticket: Ticket,
     pub control: Arc<SessionControl>,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut slots = self.table.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.entries[self.slot] = Weak::new();
-        slots.free.push(self.slot);
-        slots.live -= 1;
+        // The slot is cleared before the ticket is released, so a reused
+        // ticket never finds this session's control.
+        {
+            let mut slots = self.table.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots.entries[self.ticket.0 as usize] = Weak::new();
+            slots.live -= 1;
+        }
+        let now = self.table.now();
+        self.table.lock_governor().release(now, self.ticket);
     }
 }
 
@@ -100,38 +155,53 @@ pub struct Timeouts {
 }
 
 impl SessionTable {
-    pub fn new() -> Arc<SessionTable> {
-        Arc::new(SessionTable { epoch: Instant::now(), slots: Mutex::new(Slots::default()) })
+    pub fn new(governor: Governor) -> Arc<SessionTable> {
+        Arc::new(SessionTable {
+            epoch: Instant::now(),
+            slots: Mutex::new(Slots::default()),
+            governor: Mutex::new(governor),
+        })
     }
 
     fn now_secs(&self) -> u32 {
         self.epoch.elapsed().as_secs().min(u32::MAX as u64) as u32
     }
 
-    /// Adds a session in the `Unauthenticated` phase.
-    pub fn register(self: &Arc<Self>) -> Registration {
+    /// Returns the governor's clock: the time since the table was created.
+    pub fn now(&self) -> roost_governor::Time {
+        roost_governor::Time::from_duration(self.epoch.elapsed())
+    }
+
+    pub fn lock_governor(&self) -> std::sync::MutexGuard<'_, Governor> {
+        self.governor.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a session the governor admitted as `ticket`, in the
+    /// `Unauthenticated` phase.
+    pub fn register(self: &Arc<Self>, ticket: Ticket) -> Registration {
         let now = self.now_secs();
         let control = Arc::new(SessionControl {
             last_activity: AtomicU32::new(now),
             last_keepalive: AtomicU32::new(now),
             phase: AtomicU8::new(Phase::Unauthenticated as u8),
             requests: AtomicU8::new(0),
+            eviction: AtomicU32::new(0),
             wake: Notify::new(),
         });
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let weak = Arc::downgrade(&control);
-        let slot = match slots.free.pop() {
-            Some(slot) => {
-                slots.entries[slot] = weak;
-                slot
-            }
-            None => {
-                slots.entries.push(weak);
-                slots.entries.len() - 1
-            }
-        };
+        let index = ticket.0 as usize;
+        if slots.entries.len() <= index {
+            slots.entries.resize(index + 1, Weak::new());
+        }
+        slots.entries[index] = Arc::downgrade(&control);
         slots.live += 1;
-        Registration { table: Arc::clone(self), slot, control }
+        Registration { table: Arc::clone(self), ticket, control }
+    }
+
+    /// Returns the control of the session holding `ticket`.
+    pub fn control(&self, ticket: Ticket) -> Option<Arc<SessionControl>> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.entries.get(ticket.0 as usize).and_then(Weak::upgrade)
     }
 
     /// Number of registered sessions.
@@ -189,7 +259,8 @@ impl SessionTable {
         }
     }
 
-    /// Runs the sweeper until the table is dropped by everyone else.
+    /// Runs the sweeper until the table is dropped by everyone else. Each
+    /// tick also runs the governor's periodic work, such as rotation.
     pub async fn run_sweeper(self: Arc<Self>, timeouts: Timeouts) {
         let tick = sweep_tick(&timeouts);
         let mut interval = tokio::time::interval(tick);
@@ -200,20 +271,34 @@ impl SessionTable {
                 return;
             }
             self.sweep(&timeouts);
+            self.run_governor_tick();
         }
     }
 }
 
-/// Returns the sweeper's period: fine enough that a keepalive or timeout is late by
-/// at most a quarter of its interval, and never under one second.
+/// Returns the sweeper's period: fine enough that a keepalive or timeout is
+/// late by at most a quarter of its interval, between 250 ms and one second.
 fn sweep_tick(timeouts: &Timeouts) -> Duration {
     let shortest = timeouts.idle_keepalive.min(timeouts.unauthenticated).min(timeouts.authenticated);
-    (shortest / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+    // Rotation is paced per second, so the tick never exceeds one second.
+    (shortest / 4).clamp(Duration::from_millis(250), Duration::from_secs(1))
 }
 
 #[cfg(test)]
 mod tests {
+    use roost_governor::{Admission, Policy};
+
     use super::*;
+
+    fn new_table() -> Arc<SessionTable> {
+        SessionTable::new(Governor::new(Policy::with_capacity(100, 100)))
+    }
+
+    fn register(table: &Arc<SessionTable>) -> Registration {
+        let decision = table.lock_governor().connect(table.now(), "127.0.0.1".parse().unwrap());
+        let Admission::Admit { ticket, .. } = decision else { panic!("{decision:?}") };
+        table.register(ticket)
+    }
 
     fn timeouts() -> Timeouts {
         Timeouts {
@@ -225,17 +310,17 @@ mod tests {
 
     #[test]
     fn sweep_times_out_unauthenticated() {
-        let table = SessionTable::new();
-        let registration = table.register();
+        let table = new_table();
+        let registration = register(&table);
         table.sweep(&timeouts());
         assert_eq!(registration.control.take_requests(), request::TIMEOUT);
     }
 
     #[test]
     fn sweep_sends_keepalive_to_idle_sessions_only() {
-        let table = SessionTable::new();
-        let idle = table.register();
-        let busy = table.register();
+        let table = new_table();
+        let idle = register(&table);
+        let busy = register(&table);
         table.touch(&idle.control, Phase::Idle);
         table.touch(&busy.control, Phase::Busy);
         table.sweep(&timeouts());
@@ -245,19 +330,19 @@ mod tests {
 
     #[test]
     fn dropped_registration_frees_its_slot() {
-        let table = SessionTable::new();
-        let first = table.register();
+        let table = new_table();
+        let first = register(&table);
         assert_eq!(table.len(), 1);
         drop(first);
         assert_eq!(table.len(), 0);
-        let _second = table.register();
+        let _second = register(&table);
         assert_eq!(table.slots.lock().unwrap().entries.len(), 1);
     }
 
     #[test]
     fn shutdown_reaches_every_session() {
-        let table = SessionTable::new();
-        let sessions: Vec<_> = (0..3).map(|_| table.register()).collect();
+        let table = new_table();
+        let sessions: Vec<_> = (0..3).map(|_| register(&table)).collect();
         table.shutdown_all();
         for session in &sessions {
             assert_eq!(session.control.take_requests(), request::SHUTDOWN);

@@ -6,12 +6,14 @@
 //! - [`sync`] and [`view`] keep a selected session's view of its mailbox current.
 //! - [`control`] is the session table and the sweeper that replaces
 //!   per-session timers.
+//! - [`admission`] connects the session table to the connection governor.
 //!
 //! Every piece of session state is owned by the task that serves the
 //! session; the only shared structures are the session table, the view
 //! registry and the store, all reached through the [`ImapContext`] the
 //! server instance owns.
 
+pub mod admission;
 pub mod cmd;
 pub mod control;
 pub mod dispatch;
@@ -23,16 +25,17 @@ pub mod session;
 pub mod sync;
 pub mod view;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use roost_auth::UserDb;
 use roost_proto::capability::CapabilityOptions;
 use roost_store::MailStore;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::tls::TlsAcceptor;
@@ -67,6 +70,7 @@ impl ImapContext {
             handshake_timeout: config.tls.timeout_handshake,
             incoming_bytes_max: config.tls.incoming_bytes_max,
         };
+        let sessions = SessionTable::new(roost_governor::Governor::new(config.governor.policy.clone()));
         Arc::new(ImapContext {
             tls,
             tls_limits,
@@ -74,7 +78,7 @@ impl ImapContext {
             users,
             config,
             views: ViewRegistry::default(),
-            sessions: SessionTable::new(),
+            sessions,
             password_checks: Semaphore::new(CONCURRENT_PASSWORD_CHECKS),
             next_session_id: AtomicU64::new(1),
         })
@@ -97,8 +101,22 @@ pub async fn serve(
                 Ok((stream, peer)) => {
                     accept_failures = 0;
                     let _ = stream.set_nodelay(true);
-                    let id = ctx.next_session_id.fetch_add(1, Ordering::Relaxed);
-                    sessions.spawn(session::run(stream, peer, Arc::clone(&ctx), id, kind));
+                    if ctx.config.governor.trusted_proxies.iter().any(|network| network.contains(peer.ip())) {
+                        // The header takes a read, so it runs in the
+                        // connection's own task, never in the accept loop.
+                        let ctx = Arc::clone(&ctx);
+                        sessions.spawn(async move {
+                            if let Some(client) = read_proxy_header(&stream, peer, &ctx).await
+                                && let Some(admitted) = admit(&stream, client, &ctx, kind)
+                            {
+                                let id = ctx.next_session_id.fetch_add(1, Ordering::Relaxed);
+                                session::run(stream, client, ctx, id, kind, admitted).await;
+                            }
+                        });
+                    } else if let Some(admitted) = admit(&stream, peer, &ctx, kind) {
+                        let id = ctx.next_session_id.fetch_add(1, Ordering::Relaxed);
+                        sessions.spawn(session::run(stream, peer, Arc::clone(&ctx), id, kind, admitted));
+                    }
                 }
                 Err(err) => {
                     // Running out of descriptors is transient: back off and
@@ -117,6 +135,41 @@ pub async fn serve(
     info!(listener = ?kind, sessions = ctx.sessions.len(), "IMAP listener closed; ending sessions");
     ctx.sessions.shutdown_all();
     while sessions.join_next().await.is_some() {}
+}
+
+/// Asks the governor about a new connection from `client`. A refused
+/// connection gets `* BYE [UNAVAILABLE]` (or `[LIMIT]`) on the cleartext
+/// listener and is closed; on the implicit-TLS listener it is closed
+/// before any handshake, since nothing can be sent in clear there.
+fn admit(stream: &TcpStream, client: SocketAddr, ctx: &ImapContext, kind: session::Listener) -> Option<session::Admitted> {
+    match ctx.sessions.admit_connection(client.ip()) {
+        roost_governor::Admission::Admit { ticket, delay, .. } => Some(session::Admitted { ticket, delay }),
+        roost_governor::Admission::Refuse { refusal, .. } => {
+            if kind == session::Listener::Plain {
+                let line = format!("* BYE [{}] {}\r\n", refusal.code(), refusal.text());
+                // A fresh socket's send buffer takes the line at once; if it
+                // does not, the client just sees the connection close.
+                let _ = stream.try_write(line.as_bytes());
+            }
+            None
+        }
+    }
+}
+
+/// Reads the PROXY protocol header a trusted load balancer sends first and
+/// returns the client's address, or `None` when the header is missing,
+/// invalid or late (the connection is then dropped).
+async fn read_proxy_header(stream: &TcpStream, peer: SocketAddr, ctx: &ImapContext) -> Option<SocketAddr> {
+    let governor = &ctx.config.governor;
+    match crate::proxy_protocol::read_header(stream, governor.proxy_header_bytes_max, governor.proxy_header_timeout).await {
+        Ok(Some(client)) => Some(client),
+        // LOCAL or UNKNOWN: the balancer's own connection, such as a health check.
+        Ok(None) => Some(peer),
+        Err(err) => {
+            warn!(%peer, error = %err, "closing a connection from a trusted proxy without a valid PROXY header");
+            None
+        }
+    }
 }
 
 /// The CAPABILITY list for `session`, space-separated. Before TLS, a

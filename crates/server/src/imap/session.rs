@@ -198,8 +198,16 @@ impl Session {
         match (&self.state, &self.pending) {
             (_, Pending::Idle(_)) => Phase::Idle,
             (State::NotAuthenticated { .. }, _) => Phase::Unauthenticated,
+            // Part of a command (an APPEND literal, say) is buffered: the
+            // session must not be preempted until the command completes.
+            _ if !self.reader.is_idle() => Phase::Partial,
             _ => Phase::Authenticated,
         }
+    }
+
+    /// Returns the governor's ticket for this connection.
+    pub fn ticket(&self) -> roost_governor::Ticket {
+        self.registration.ticket
     }
 
     fn touch(&self, phase: Phase) {
@@ -216,10 +224,23 @@ pub enum Listener {
     ImplicitTls,
 }
 
-/// Serves one connection until it closes.
-pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ImapContext>, id: u64, listener: Listener) {
-    let registration = ctx.sessions.register();
+/// What the governor decided for a connection it admitted.
+#[derive(Clone, Copy, Debug)]
+pub struct Admitted {
+    pub ticket: roost_governor::Ticket,
+    /// Wait before the greeting, to damp a reconnect storm.
+    pub delay: std::time::Duration,
+}
+
+/// Serves one connection until it closes. `peer` is the client's address,
+/// from the PROXY header when a trusted load balancer sent one.
+pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ImapContext>, id: u64, listener: Listener, admitted: Admitted) {
+    let registration = ctx.sessions.register(admitted.ticket);
     info!(session = id, %peer, ?listener, "IMAP connection opened");
+    if !admitted.delay.is_zero() {
+        debug!(session = id, delay = ?admitted.delay, "greeting delayed by the reconnect rate");
+        Box::pin(tokio::time::sleep(admitted.delay)).await;
+    }
     let transport = match listener {
         Listener::Plain => Ok(Transport::Plain(socket)),
         // Boxed, like every step that is not the wait itself, so the
@@ -361,6 +382,13 @@ async fn handle_requests(session: &mut Session, stream: &mut Transport) -> std::
         stream.write_all(b"* BYE Autologout: idle for too long\r\n").await?;
         return Ok(Flow::Close);
     }
+    if requests & request::EVICT != 0 {
+        let (reason, retry_seconds) = session.registration.control.eviction();
+        let text = super::admission::unavailable_text(reason, retry_seconds);
+        info!(session = session.id, peer = %session.peer, reason = reason.label(), "session closed by the governor");
+        stream.write_all(format!("* BYE [UNAVAILABLE] {text}\r\n").as_bytes()).await?;
+        return Ok(Flow::Close);
+    }
     if requests & request::KEEPALIVE != 0 && matches!(session.pending, Pending::Idle(_)) {
         stream.write_all(b"* OK Still here\r\n").await?;
     }
@@ -484,14 +512,19 @@ mod tests {
                 lmtp_recipients_max: 10,
                 mailboxes_per_account_max: 100,
             },
+            governor: crate::config::GovernorConfig::with_capacity(10, 10),
+            metrics_listen: None,
         };
         let tls = crate::tls::TlsAcceptor::load(&config.tls.settings, dir.path()).unwrap();
         let ctx = ImapContext::new(Arc::new(store), Arc::new(users), Arc::new(config), Arc::new(tls));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (server, peer) = listener.accept().await.unwrap();
+        let roost_governor::Admission::Admit { ticket, delay, .. } = ctx.sessions.admit_connection(peer.ip()) else {
+            panic!("the governor refused the only connection");
+        };
 
-        let future = run(server, peer, ctx, 1, Listener::Plain);
+        let future = run(server, peer, ctx, 1, Listener::Plain, Admitted { ticket, delay });
         let bytes = std::mem::size_of_val(&future);
         assert!(bytes <= RUN_FUTURE_BYTES_MAX, "connection future is {bytes} bytes");
         drop(future);

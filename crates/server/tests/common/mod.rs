@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use roost_auth::{Secret, UserDb};
-use roost_server::config::{Config, ImapConfig, Limits, LmtpConfig, Network, TlsConfig};
+use roost_server::config::{Config, GovernorConfig, ImapConfig, Limits, LmtpConfig, Network, TlsConfig};
 use roost_server::tls::TlsSettings;
 use roost_testkit::client::{Client, ClientLimits};
 
@@ -17,6 +17,8 @@ pub struct TestServer {
     pub lmtp: SocketAddr,
     /// The implicit-TLS listener, when the config keeps it on.
     pub imaps: Option<SocketAddr>,
+    /// The metrics listener, when the config turns it on.
+    pub metrics: Option<SocketAddr>,
     pub data_dir: PathBuf,
     runtime: Option<tokio::runtime::Runtime>,
     running: Option<roost_server::Running>,
@@ -69,7 +71,17 @@ pub fn test_config(data_dir: PathBuf, limits: Limits) -> Config {
         },
         lmtp: LmtpConfig { local_domains: Vec::new(), hostname: "roost.test".to_owned() },
         limits,
+        governor: test_governor(),
+        metrics_listen: None,
     }
+}
+
+/// Returns a governor with room for every test and no failed-login delay,
+/// so tests of other features run at full speed.
+pub fn test_governor() -> GovernorConfig {
+    let mut governor = GovernorConfig::with_capacity(10_000, 1_000);
+    governor.policy.login_penalty_base = Duration::ZERO;
+    governor
 }
 
 impl TestServer {
@@ -93,6 +105,7 @@ impl TestServer {
             imap: running.imap_address.unwrap(),
             lmtp: running.lmtp_address.unwrap(),
             imaps: running.imaps_address,
+            metrics: running.metrics_address,
             data_dir,
             runtime: Some(runtime),
             running: Some(running),

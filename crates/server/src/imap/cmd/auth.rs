@@ -12,7 +12,8 @@ use roost_auth::Secret;
 use roost_proto::types::auth::{AuthMechanism, AuthenticateData};
 use roost_proto::types::core::{AString, Tag};
 use roost_proto::types::secret::Secret as WireSecret;
-use tracing::{info, warn};
+use roost_governor::LoginDecision;
+use tracing::{debug, info, warn};
 
 use super::{Outcome, Reply, bad, no, ok_code};
 use crate::imap::output::{Output, Status};
@@ -115,6 +116,13 @@ async fn plain(session: &mut Session, response: &[u8]) -> Outcome {
 
 async fn check_password(session: &mut Session, name: String, password: Secret) -> Outcome {
     let ctx = Arc::clone(&session.ctx);
+    // Recent failed logins of this user slow every further attempt at it,
+    // from any connection.
+    let penalty = ctx.sessions.login_delay(&name);
+    if !penalty.is_zero() {
+        debug!(session = session.id, user = %name, ?penalty, "delaying a login after recent failures");
+        tokio::time::sleep(penalty).await;
+    }
     let verified = {
         let _permit = ctx.password_checks.acquire().await;
         let users = Arc::clone(&ctx.users);
@@ -128,6 +136,9 @@ async fn check_password(session: &mut Session, name: String, password: Secret) -
         Ok(Err(err)) => return failed_login(session, &name, &err.to_string()).await,
         Err(_) => return failed_login(session, &name, "password check task failed").await,
     }
+    if let Some(refused) = admit_login(session, &name) {
+        return refused;
+    }
     let account = match ctx.store.account(&name, &ctx.config.imap.default_mailboxes).await {
         Ok(account) => account,
         Err(err) => return super::store_failure(session, err),
@@ -138,8 +149,32 @@ async fn check_password(session: &mut Session, name: String, password: Secret) -
     ok_code(format!("CAPABILITY {capabilities}"), "Logged in")
 }
 
+/// Asks the governor whether the logged-in session may hold a slot.
+/// Returns the response when it may not: `NO [UNAVAILABLE]` or `NO
+/// [LIMIT]` with a retry hint (RFC 5530), leaving the connection
+/// unauthenticated.
+fn admit_login(session: &Session, name: &str) -> Option<Outcome> {
+    let ctx = &session.ctx;
+    let groups: Vec<&str> =
+        ctx.config.governor.groups.get(name).map(|groups| groups.iter().map(String::as_str).collect()).unwrap_or_default();
+    match ctx.sessions.decide_login(session.ticket(), name, &groups) {
+        LoginDecision::Admit { .. } | LoginDecision::Preempt { .. } => None,
+        LoginDecision::Refuse { refusal, .. } => {
+            info!(session = session.id, peer = %session.peer, user = %name, reason = refusal.reason.label(), "login refused by the governor");
+            Some(no(Some(refusal.code()), refusal.text()))
+        }
+    }
+}
+
 async fn failed_login(session: &mut Session, name: &str, reason: &str) -> Outcome {
     let max = session.ctx.config.limits.login_failures_max;
+    // Failures count per source and, for an existing user, per user; the
+    // growing delay holds back only this connection's NO.
+    let known = session.ctx.users.exists(name).then_some(name);
+    let delay = session.ctx.sessions.login_failed(session.ticket(), known);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let State::NotAuthenticated { failures } = &mut session.state else {
         return bad("Already logged in");
     };

@@ -37,6 +37,14 @@ pub fn id(session: &Session, parameters: Option<Vec<(IString<'static>, NString<'
             })
             .collect();
         info!(session = session.id, client = %described.join(", "), "client ID");
+        // The client's name can place the connection in a class that
+        // matches on client IDs.
+        let name = parameters.iter().find(|(key, _)| key.as_ref().eq_ignore_ascii_case(b"name"));
+        if let Some((_, value)) = name
+            && let Some(value) = value.0.as_ref()
+        {
+            session.ctx.sessions.identify(session.ticket(), &String::from_utf8_lossy(value.as_ref()));
+        }
     }
     let mut line = b"* ID (".to_vec();
     write_string(&mut line, b"name");
