@@ -42,6 +42,13 @@ impl SessionTable {
         decision
     }
 
+    /// Releases the ticket of an admitted connection that could not be
+    /// served after all.
+    pub fn abandon(&self, ticket: Ticket) {
+        let now = self.now();
+        self.lock_governor().release(now, ticket);
+    }
+
     /// Records the client name an ID command gave (RFC 2971).
     pub fn identify(&self, ticket: Ticket, client_name: &str) {
         self.lock_governor().identify(ticket, client_name);

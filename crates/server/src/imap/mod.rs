@@ -32,10 +32,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use roost_auth::UserDb;
 use roost_proto::capability::CapabilityOptions;
 use roost_store::MailStore;
+use tokio::io::unix::AsyncFd;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::tls::TlsAcceptor;
@@ -93,29 +94,69 @@ pub async fn serve(
     ctx: Arc<ImapContext>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Accepting through the standard library's socket leaves a refused
+    // connection out of the reactor: it costs the accept, one write and
+    // the close, and is never registered with epoll.
+    let registered = listener.into_std().and_then(|listener| {
+        // SAFETY: the standard listener owns its descriptor, which stays open
+        // and unchanged until the AsyncFd that owns the listener is dropped.
+        unsafe { AsyncFd::register(listener) }.map_err(std::io::Error::from)
+    });
+    let listener = match registered {
+        Ok(listener) => listener,
+        Err(err) => {
+            error!(error = %err, "failed to set up the IMAP listener");
+            return;
+        }
+    };
     let mut sessions = JoinSet::new();
     let mut accept_failures = 0u32;
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = accept(&listener) => match accepted {
                 Ok((stream, peer)) => {
                     accept_failures = 0;
-                    let _ = stream.set_nodelay(true);
                     if ctx.config.governor.trusted_proxies.iter().any(|network| network.contains(peer.ip())) {
+                        let Some(stream) = into_tokio(stream, peer) else { continue };
                         // The header takes a read, so it runs in the
                         // connection's own task, never in the accept loop.
                         let ctx = Arc::clone(&ctx);
                         sessions.spawn(async move {
-                            if let Some(client) = read_proxy_header(&stream, peer, &ctx).await
-                                && let Some(admitted) = admit(&stream, client, &ctx, kind)
-                            {
-                                let id = ctx.next_session_id.fetch_add(1, Ordering::Relaxed);
-                                session::run(stream, client, ctx, id, kind, admitted).await;
+                            let Some(client) = read_proxy_header(&stream, peer, &ctx).await else { return };
+                            match ctx.sessions.admit_connection(client.ip()) {
+                                roost_governor::Admission::Admit { ticket, delay, .. } => {
+                                    let id = ctx.next_session_id.fetch_add(1, Ordering::Relaxed);
+                                    let admitted = session::Admitted { ticket, delay };
+                                    session::run(stream, client, ctx, id, kind, admitted).await;
+                                }
+                                roost_governor::Admission::Refuse { refusal, .. } => {
+                                    if kind == session::Listener::Plain {
+                                        let _ = stream.try_write(refusal_line(&refusal).as_bytes());
+                                    }
+                                }
                             }
                         });
-                    } else if let Some(admitted) = admit(&stream, peer, &ctx, kind) {
-                        let id = ctx.next_session_id.fetch_add(1, Ordering::Relaxed);
-                        sessions.spawn(session::run(stream, peer, Arc::clone(&ctx), id, kind, admitted));
+                        continue;
+                    }
+                    match ctx.sessions.admit_connection(peer.ip()) {
+                        roost_governor::Admission::Admit { ticket, delay, .. } => {
+                            let Some(stream) = into_tokio(stream, peer) else {
+                                ctx.sessions.abandon(ticket);
+                                continue;
+                            };
+                            let id = ctx.next_session_id.fetch_add(1, Ordering::Relaxed);
+                            let admitted = session::Admitted { ticket, delay };
+                            sessions.spawn(session::run(stream, peer, Arc::clone(&ctx), id, kind, admitted));
+                        }
+                        roost_governor::Admission::Refuse { refusal, .. } => {
+                            // Nothing can be sent in clear on the TLS port, so
+                            // the connection is closed before any handshake.
+                            // On the cleartext port a fresh socket's send
+                            // buffer takes the one line at once.
+                            if kind == session::Listener::Plain {
+                                send_and_close(stream, refusal_line(&refusal).as_bytes());
+                            }
+                        }
                     }
                 }
                 Err(err) => {
@@ -137,23 +178,49 @@ pub async fn serve(
     while sessions.join_next().await.is_some() {}
 }
 
-/// Asks the governor about a new connection from `client`. A refused
-/// connection gets `* BYE [UNAVAILABLE]` (or `[LIMIT]`) on the cleartext
-/// listener and is closed; on the implicit-TLS listener it is closed
-/// before any handshake, since nothing can be sent in clear there.
-fn admit(stream: &TcpStream, client: SocketAddr, ctx: &ImapContext, kind: session::Listener) -> Option<session::Admitted> {
-    match ctx.sessions.admit_connection(client.ip()) {
-        roost_governor::Admission::Admit { ticket, delay, .. } => Some(session::Admitted { ticket, delay }),
-        roost_governor::Admission::Refuse { refusal, .. } => {
-            if kind == session::Listener::Plain {
-                let line = format!("* BYE [{}] {}\r\n", refusal.code(), refusal.text());
-                // A fresh socket's send buffer takes the line at once; if it
-                // does not, the client just sees the connection close.
-                let _ = stream.try_write(line.as_bytes());
-            }
+/// Waits for the next connection on `listener`.
+async fn accept(listener: &AsyncFd<std::net::TcpListener>) -> std::io::Result<(std::net::TcpStream, SocketAddr)> {
+    loop {
+        let mut ready = listener.readable().await?;
+        if let Ok(accepted) = ready.try_io(|listener| listener.get_ref().accept()) {
+            return accepted;
+        }
+    }
+}
+
+/// Hands an accepted socket to the reactor, for a connection that will be served.
+fn into_tokio(stream: std::net::TcpStream, peer: SocketAddr) -> Option<TcpStream> {
+    let converted = stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream));
+    match converted {
+        Ok(stream) => {
+            let _ = stream.set_nodelay(true);
+            Some(stream)
+        }
+        Err(err) => {
+            warn!(%peer, error = %err, "failed to set up an accepted IMAP connection");
             None
         }
     }
+}
+
+/// Sends `line` and closes the connection, with the line and the FIN in one
+/// segment: MSG_MORE holds the data back until the close flushes both,
+/// which saves the peer and the kernel one packet per refused connection.
+fn send_and_close(stream: std::net::TcpStream, line: &[u8]) {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: the descriptor is open for as long as `stream` lives, and the
+    // buffer is valid for `line.len()` bytes.
+    let sent = unsafe { libc::send(stream.as_raw_fd(), line.as_ptr().cast(), line.len(), libc::MSG_MORE | libc::MSG_NOSIGNAL) };
+    if sent < 0 {
+        debug!(error = %std::io::Error::last_os_error(), "failed to send a refusal");
+    }
+    drop(stream);
+}
+
+/// Returns the line a connection refused before login gets: `* BYE
+/// [UNAVAILABLE]` or `* BYE [LIMIT]` with the reason and a retry hint.
+fn refusal_line(refusal: &roost_governor::Refusal) -> String {
+    format!("* BYE [{}] {}\r\n", refusal.code(), refusal.text())
 }
 
 /// Reads the PROXY protocol header a trusted load balancer sends first and
