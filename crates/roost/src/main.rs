@@ -50,6 +50,9 @@ enum Command {
         #[command(flatten)]
         location: DataLocation,
     },
+    /// Run the connection governor in virtual time against a scenario's
+    /// client populations and compare it with other admission policies.
+    Simulate(roost_sim::SimulateArgs),
     /// Deliver the message on stdin to a user's INBOX.
     Deliver {
         /// User who receives the message.
@@ -214,6 +217,11 @@ fn run(command: Command) -> Result<(), CliError> {
         }
         Command::User { command } => run_user(command),
         Command::Who { location } => who(&data_dir(&location)?),
+        Command::Simulate(args) => {
+            let table = roost_sim::run(&args).map_err(|err| CliError::Runtime(format!("{err:#}")))?;
+            print!("{table}");
+            Ok(())
+        }
         Command::Deliver { name, location } => user::deliver(&location_settings(&location)?, &name),
     }
 }

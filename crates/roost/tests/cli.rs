@@ -536,3 +536,34 @@ fn created_files_are_private() {
     assert_eq!(folder_mode, 0o700);
     assert_eq!(users_mode, 0o600);
 }
+
+fn scenario_path(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios").join(name).to_str().unwrap().to_owned()
+}
+
+#[test]
+fn simulate_prints_table_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let scenario = scenario_path("proxy-storm-small.toml");
+    let output = roost(&["simulate", &scenario, "--policies", "proxy-cap,roost", "--json", path_arg(&json)], b"");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("class campus"), "{stdout}");
+    assert!(stdout.contains("roost"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+    let names: Vec<&str> = report["policies"].as_array().unwrap().iter().map(|policy| policy["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["proxy-cap", "roost"]);
+}
+
+#[test]
+fn simulate_bad_scenario_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    fs::write(&file, "[scenario]\nname = \"bad\"\nduration = \"soon\"\n").unwrap();
+    let output = roost(&["simulate", path_arg(&file)], b"");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(!output.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("duration"), "{stderr}");
+}

@@ -328,3 +328,36 @@ fn mbsync_push_pull_flags_delete() {
         "the message deleted in Roost is still in the source"
     );
 }
+
+#[test]
+fn who_lists_live_sessions() {
+    let server = Server::start(&[("alice", "wonderland")]);
+    let mut alice = ImapConnection::login(server.imap, "alice", "wonderland");
+    alice.command("SELECT INBOX");
+    alice.start_idle();
+    let _waiting = std::net::TcpStream::connect(server.imap).unwrap();
+    // Let the server record the IDLE and the new connection.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let output = Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(["who", "--data-dir", server.data_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "roost who failed: {}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].split_whitespace().eq(["USER", "CLASS", "SOURCE", "STATE", "SINCE"]), "{table}");
+    let alice_row: Vec<&str> = lines.iter().find(|line| line.starts_with("alice")).expect("alice is listed").split_whitespace().collect();
+    assert_eq!(alice_row[1..4], ["default", "127.0.0.1", "idle"], "{table}");
+    assert!(lines.iter().any(|line| line.starts_with('-') && line.contains("preauth")), "{table}");
+}
+
+#[test]
+fn who_without_server_names_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_roost")).args(["who", "--data-dir", dir.path().to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.starts_with("roost: no server is running with data folder"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
