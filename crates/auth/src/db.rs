@@ -77,6 +77,7 @@ pub(crate) struct Snapshot {
     /// `None` when the file does not exist.
     pub stamp: Option<FileStamp>,
     pub passwords: HashMap<Box<str>, Box<str>>,
+    pub groups: HashMap<Box<str>, Box<[Box<str>]>>,
 }
 
 /// The user database of one data directory.
@@ -133,6 +134,13 @@ impl UserDb {
     /// Returns true if a user of that name exists.
     pub fn exists(&self, name: &str) -> bool {
         self.current().passwords.contains_key(name)
+    }
+
+    /// Returns the groups the passwd-file gives a user in its `groups=`
+    /// extra field, in file order.
+    pub fn groups(&self, name: &str) -> Vec<String> {
+        let snapshot = self.current();
+        snapshot.groups.get(name).map(|groups| groups.iter().map(|group| group.to_string()).collect()).unwrap_or_default()
     }
 
     /// Returns all user names, sorted.
@@ -291,6 +299,7 @@ pub(crate) fn load_snapshot(path: &Path) -> Result<Snapshot, AuthError> {
     Ok(Snapshot {
         stamp: Some(FileStamp::of(&metadata)),
         passwords: map.passwords,
+        groups: map.groups,
     })
 }
 

@@ -93,6 +93,8 @@ pub(crate) fn strip_line_ending(line: &str) -> &str {
 #[derive(Debug, Default)]
 pub(crate) struct UserMap {
     pub passwords: HashMap<Box<str>, Box<str>>,
+    /// Groups of the users whose line has a `groups=` extra field.
+    pub groups: HashMap<Box<str>, Box<[Box<str>]>>,
     /// Lines that were skipped, as (line number, reason), for the log.
     pub skipped: Vec<(usize, String)>,
 }
@@ -140,15 +142,59 @@ pub(crate) fn parse_file(text: &str) -> (UserMap, usize) {
             }
             Entry::Vacant(slot) => {
                 slot.insert(user.password.into());
+                let groups = extra_groups(user.rest);
+                if !groups.is_empty() {
+                    map.groups.insert(user.name.into(), groups);
+                }
             }
         }
     }
     (map, skipped_count)
 }
 
+/// Most groups read for one user, so one line cannot make the server hold
+/// an unbounded list for every login.
+pub const GROUPS_PER_USER_MAX: usize = 64;
+
+/// Reads the `groups=a,b` extra field of a user line. Extra fields are the
+/// eighth field of Dovecot's passwd-file format (after uid, gid, gecos,
+/// home and shell), as space-separated `key=value` pairs.
+fn extra_groups(rest: &str) -> Box<[Box<str>]> {
+    let Some(extra) = rest.splitn(7, ':').nth(6) else {
+        return Box::new([]);
+    };
+    extra
+        .split_whitespace()
+        .filter_map(|field| field.strip_prefix("groups="))
+        .flat_map(|list| list.split(','))
+        .filter(|group| !group.is_empty())
+        .take(GROUPS_PER_USER_MAX)
+        .map(Box::from)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_extra_field() {
+        let (map, skipped) = parse_file(
+            "alice:{PLAIN}x:1000:1000::/home/alice::userdb_quota=1G groups=staff,admins\nbob:{PLAIN}y\ncarol:{PLAIN}z:::::: groups=\n",
+        );
+        assert_eq!(skipped, 0);
+        let alice: Vec<&str> = map.groups["alice"].iter().map(|group| &**group).collect();
+        assert_eq!(alice, ["staff", "admins"]);
+        assert!(!map.groups.contains_key("bob"));
+        assert!(!map.groups.contains_key("carol"));
+    }
+
+    #[test]
+    fn groups_are_capped() {
+        let many: Vec<String> = (0..GROUPS_PER_USER_MAX + 1).map(|n| format!("g{n}")).collect();
+        let (map, _) = parse_file(&format!("alice:{{PLAIN}}x:::::: groups={}\n", many.join(",")));
+        assert_eq!(map.groups["alice"].len(), GROUPS_PER_USER_MAX);
+    }
 
     #[test]
     fn user_name_rules() {

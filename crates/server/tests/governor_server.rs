@@ -300,3 +300,48 @@ fn metrics_and_who_show_sessions() {
     assert!(lines.iter().any(|line| line.contains(USER) && line.contains("idle") && line.contains("127.0.0.1")), "{table}");
     assert!(lines.iter().any(|line| line.starts_with('-') && line.contains("preauth")), "{table}");
 }
+
+#[test]
+fn passwd_file_groups_select_class() {
+    let server = TestServer::start_with(|config| {
+        let mut staff = ClassConfig::new("staff");
+        staff.groups = ["staff".to_owned()].into();
+        staff.limit = Some(0);
+        config.governor.policy.classes = vec![staff];
+    });
+    let users = roost_auth::UserDb::open(&server.data_dir).unwrap();
+    users.import("carol:{PLAIN}secret:::::: groups=faculty,staff\ndave:{PLAIN}secret\n").unwrap();
+    // The server rereads the passwd-file at most once a second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut dave = Raw::connect(server.imap);
+        dave.line();
+        if dave.command("d1", "LOGIN dave secret").starts_with("d1 OK") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server never saw the imported users");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut carol = Raw::connect(server.imap);
+    carol.line();
+    let response = carol.command("a1", "LOGIN carol secret");
+    assert!(response.starts_with("a1 NO [UNAVAILABLE] all slots for this class of client are in use"), "{response:?}");
+}
+
+#[test]
+fn config_groups_select_class() {
+    let server = TestServer::start_with(|config| {
+        let mut staff = ClassConfig::new("staff");
+        staff.groups = ["staff".to_owned()].into();
+        staff.limit = Some(0);
+        config.governor.policy.classes = vec![staff];
+        config.governor.groups.insert("bob".to_owned(), vec!["staff".to_owned()]);
+    });
+    let mut bob = Raw::connect(server.imap);
+    bob.line();
+    let response = bob.command("a1", "LOGIN bob builder");
+    assert!(response.starts_with("a1 NO [UNAVAILABLE] all slots for this class of client are in use"), "{response:?}");
+    let mut alice = Raw::connect(server.imap);
+    alice.line();
+    assert!(alice.command("a1", &format!("LOGIN {USER} {PASSWORD}")).starts_with("a1 OK"));
+}

@@ -155,8 +155,11 @@ async fn check_password(session: &mut Session, name: String, password: Secret) -
 /// unauthenticated.
 fn admit_login(session: &Session, name: &str) -> Option<Outcome> {
     let ctx = &session.ctx;
-    let groups: Vec<&str> =
-        ctx.config.governor.groups.get(name).map(|groups| groups.iter().map(String::as_str).collect()).unwrap_or_default();
+    // Groups come from the config's [groups] table and the passwd-file's
+    // groups= extra field.
+    let from_file = ctx.users.groups(name);
+    let from_config = ctx.config.governor.groups.get(name).into_iter().flatten();
+    let groups: Vec<&str> = from_config.map(String::as_str).chain(from_file.iter().map(String::as_str)).collect();
     match ctx.sessions.decide_login(session.ticket(), name, &groups) {
         LoginDecision::Admit { .. } | LoginDecision::Preempt { .. } => None,
         LoginDecision::Refuse { refusal, .. } => {
