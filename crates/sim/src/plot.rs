@@ -13,15 +13,17 @@ use crate::engine::PolicyRun;
 /// Font used when no `--font` is given (Debian package fonts-dejavu-core).
 pub const DEFAULT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
-/// Most distinct font files one process registers. plotters keeps
+/// Maximum number of distinct font files one process registers. plotters keeps
 /// registered fonts for the life of the process, so their bytes are
 /// leaked once per file and this bounds that memory.
 const FONTS_MAX: usize = 8;
 
-/// Largest font file read, well above any real TrueType font.
+/// Maximum size of a font file read, well above any real TrueType font.
 const FONT_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
-const WIDTH: u32 = 1200;
+const WIDTH: u32 = 1300;
+/// Width of the legend strip right of each panel.
+const LEGEND_WIDTH: u32 = 180;
 const PANEL_HEIGHT: u32 = 300;
 const TITLE_HEIGHT: u32 = 50;
 
@@ -106,8 +108,10 @@ fn draw_panel(
     let collapse_line = (f64::from(series.capacity) * collapse_factor) as u32;
     let y_max = (highest.max(series.capacity) as f64 * 1.15).ceil() as u32 + 1;
 
-    let mut chart = ChartBuilder::on(panel)
-        .caption(format!("policy {}", run.report.name), (family, 20))
+    // The legend gets its own strip to the right, so it never hides a line.
+    let (plot_area, legend_area) = panel.split_horizontally(WIDTH - LEGEND_WIDTH);
+    let mut chart = ChartBuilder::on(&plot_area)
+        .caption(caption(run), (family, 18))
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(70)
@@ -115,43 +119,54 @@ fn draw_panel(
     chart
         .configure_mesh()
         .x_desc("minutes")
+        .x_label_formatter(&|minutes| format!("{minutes:.0}"))
         .y_desc("sessions held")
         .label_style((family, 14))
         .axis_desc_style((family, 15))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
 
+    let mut legend: Vec<(String, ShapeStyle)> = Vec::new();
+    let style = RGBColor(110, 110, 110).stroke_width(1);
+    chart.draw_series(LineSeries::new(series.minutes.iter().copied().zip(totals.iter().copied()), style))?;
+    legend.push(("all classes".to_owned(), style));
+    for (index, (name, held)) in series.classes.iter().zip(&series.held).enumerate() {
+        let style = CLASS_COLOURS[index % CLASS_COLOURS.len()].stroke_width(2);
+        chart.draw_series(LineSeries::new(series.minutes.iter().copied().zip(held.iter().copied()), style))?;
+        legend.push((name.clone(), style));
+    }
+    // Limits last, so that they stay visible where a class runs along them.
     let capacity = series.capacity;
-    chart
-        .draw_series(DashedLineSeries::new([(0.0, capacity), (end, capacity)], 10, 6, RED.stroke_width(2)))?
-        .label(format!("capacity ({capacity})"))
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+    let style = RED.stroke_width(2);
+    chart.draw_series(DashedLineSeries::new([(0.0, capacity), (end, capacity)], 10, 6, style))?;
+    legend.insert(0, (format!("capacity ({capacity})"), style));
     if run.report.name == "none" && collapse_line < y_max {
         let style: ShapeStyle = RGBColor(120, 0, 0).stroke_width(1);
-        chart
-            .draw_series(DashedLineSeries::new([(0.0, collapse_line), (end, collapse_line)], 4, 4, style))?
-            .label(format!("collapse ({collapse_line})"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        chart.draw_series(DashedLineSeries::new([(0.0, collapse_line), (end, collapse_line)], 4, 4, style))?;
+        legend.insert(1, (format!("collapse ({collapse_line})"), style));
     }
 
-    let grey = RGBColor(110, 110, 110);
-    chart
-        .draw_series(LineSeries::new(series.minutes.iter().copied().zip(totals.iter().copied()), grey.stroke_width(1)))?
-        .label("all classes")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(1)));
-    for (index, (name, held)) in series.classes.iter().zip(&series.held).enumerate() {
-        let colour = CLASS_COLOURS[index % CLASS_COLOURS.len()];
-        chart
-            .draw_series(LineSeries::new(series.minutes.iter().copied().zip(held.iter().copied()), colour.stroke_width(2)))?
-            .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    let text = TextStyle::from((family, 14).into_font()).color(&BLACK);
+    for (row, (label, style)) in legend.iter().enumerate() {
+        let y = 50 + 22 * row as i32;
+        legend_area.draw(&PathElement::new(vec![(8, y), (36, y)], *style))?;
+        legend_area.draw(&Text::new(label.as_str(), (44, y - 8), text.clone()))?;
     }
-    chart
-        .configure_series_labels()
-        .label_font((family, 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
     Ok(())
+}
+
+/// Formats a panel's title: the policy and, per class, the share of logins
+/// served, Jain's index of connected time and the maximum wait.
+fn caption(run: &PolicyRun) -> String {
+    let mut text = format!("policy {}", run.report.name);
+    for class in &run.report.classes {
+        text.push_str(&format!(
+            "  |  {}: {:.1} % served, Jain {:.3}, max wait {:.0} s",
+            class.name,
+            class.served_fraction * 100.0,
+            class.jain_connected_time,
+            class.max_wait_s
+        ));
+    }
+    text
 }

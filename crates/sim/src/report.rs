@@ -74,7 +74,7 @@ pub struct ClassReport {
     pub sessions_completed: u64,
     /// Mean connected seconds per user.
     pub connected_s_mean: f64,
-    /// Most sessions the class held at once.
+    /// Maximum number of sessions the class held at once.
     pub peak_sessions: u32,
 }
 

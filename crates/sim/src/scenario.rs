@@ -14,18 +14,19 @@ use roost_governor::policy::parse_duration;
 use roost_governor::{Network, Policy};
 use toml::{Table, Value};
 
-/// Longest simulated run, so the event count and time series stay bounded.
+/// Maximum simulated run, so the event count and time series stay bounded.
 pub const DURATION_MAX: Duration = Duration::from_secs(7 * 86_400);
-/// Most clients over all populations.
+/// Maximum number of clients over all populations.
 pub const CLIENTS_MAX: u64 = 1_000_000;
-/// Most `[[population]]` tables.
+/// Maximum number of `[[population]]` tables.
 pub const POPULATIONS_MAX: usize = 64;
-/// Most time-series samples one policy run records (duration divided by
-/// `sample_interval`).
+/// Maximum number of time-series samples one policy run records
+/// (duration divided by `sample_interval`).
 pub const SAMPLES_MAX: u64 = 100_000;
-/// Most governor ticks one policy run makes (duration divided by `tick`).
+/// Maximum number of governor ticks one policy run makes (duration
+/// divided by `tick`).
 pub const TICKS_MAX: u64 = 10_000_000;
-/// Largest server capacity a scenario may give.
+/// Maximum server capacity a scenario may give.
 pub const CAPACITY_MAX: u32 = 10_000_000;
 
 const TOP_KEYS: &[&str] = &["baselines", "governor", "population", "scenario"];
@@ -84,11 +85,11 @@ pub struct Scenario {
 pub struct Baselines {
     /// Addresses the proxy-cap policies cap together.
     pub proxy_networks: Vec<Network>,
-    /// Most connections from `proxy_networks` together.
+    /// Maximum number of connections from `proxy_networks` together.
     pub proxy_cap: Option<u32>,
     /// Period at which proxy-cap-reset-15m cuts every proxy connection.
     pub reset_interval: Duration,
-    /// Most sessions of one user from one address (per-user-ip-cap).
+    /// Maximum number of sessions of one user from one address (per-user-ip-cap).
     pub per_user_ip_max: u32,
 }
 
