@@ -27,6 +27,22 @@ use crate::share::{Claim, fair_shares};
 /// stays cheap even when most candidates are busy.
 const VICTIM_SCAN_MAX: usize = 64;
 
+/// Maximum number of sessions one rotation looks at for an expired lease.
+const LEASE_SCAN_MAX: usize = 4 * VICTIM_SCAN_MAX;
+
+/// Returns the lease, in thousandths of the class's lease, of a session
+/// admitted while nobody waited: spread evenly over half a lease to a whole
+/// one. After a restart or a reconnect storm every holder gets in at once;
+/// with equal leases they would all come due at once too, and the users
+/// still waiting would sit out a second whole lease before the next wave.
+/// Sessions admitted from the queue get the whole lease.
+fn first_lease_permille(ticket: Ticket, now: Time) -> u16 {
+    // A multiplicative hash of the ticket and time: deterministic, so the
+    // simulator and the server agree, and spread enough for this purpose.
+    let mixed = (u64::from(ticket.0) ^ now.as_millis().rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    500 + (mixed >> 32) as u16 % 501
+}
+
 /// Marks "no user" in a connection's user field.
 const NO_USER: u32 = u32::MAX;
 
@@ -49,6 +65,15 @@ pub struct Governor {
     counters: Vec<u64>,
     /// Users and sources to check for removal once they hold nothing.
     cleanup: VecDeque<(Time, Cleanup)>,
+}
+
+/// What makes room for a login when no slot is free.
+#[derive(Clone, Copy, Debug)]
+enum Victim {
+    /// A session to cut.
+    Session(Ticket),
+    /// A slot set aside for this class's queue.
+    SetAside(u16),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -74,6 +99,9 @@ struct Connection {
     class: u16,
     /// Index into `client_names` plus one; zero when no ID was given.
     client: u16,
+    /// This session's lease in thousandths of the class's lease (500 to
+    /// 1000); see [`first_lease_permille`].
+    lease_permille: u16,
     user: u32,
     address: IpAddr,
     /// Connect time, then login time.
@@ -343,6 +371,7 @@ impl Governor {
             stage: Stage::Preauth,
             class,
             client: 0,
+            lease_permille: 1000,
             user: NO_USER,
             address,
             since: now,
@@ -582,6 +611,15 @@ impl Governor {
             return LoginDecision::Admit { class: ClassId(class), reason };
         }
         if let Some((victim, reason)) = self.find_victim(now, class, user_index, preemptible) {
+            let victim = match victim {
+                Victim::Session(ticket) => ticket,
+                Victim::SetAside(donor) => {
+                    self.classes[usize::from(donor)].set_aside.pop_back();
+                    self.admit(now, ticket, class, user_index);
+                    self.count(class, DecisionKind::Admit, reason);
+                    return LoginDecision::Admit { class: ClassId(class), reason };
+                }
+            };
             let victim_class = self.connections[victim.0 as usize].class;
             let victim_retry = self.retry_estimate(victim_class);
             self.evict(now, victim);
@@ -723,8 +761,10 @@ impl Governor {
             state.crowded.insert((count, user));
         }
         self.users[user as usize].sessions.push(ticket);
+        let contended = self.classes[usize::from(class)].waiting > 0;
         self.stop_waiting(user);
         let connection = &mut self.connections[ticket.0 as usize];
+        connection.lease_permille = if contended { 1000 } else { first_lease_permille(ticket, now) };
         connection.stage = Stage::Session;
         connection.class = class;
         connection.user = user;
@@ -779,7 +819,7 @@ impl Governor {
         class: u16,
         user: u32,
         preemptible: &mut dyn FnMut(Ticket) -> bool,
-    ) -> Option<(Ticket, Reason)> {
+    ) -> Option<(Victim, Reason)> {
         let mut budget = VICTIM_SCAN_MAX;
         let occupied = self.occupied(class);
         if occupied < self.limit(class) {
@@ -789,25 +829,32 @@ impl Governor {
                 let mut donors: Vec<(i32, f64, u16)> = (0..self.classes.len() as u16)
                     .filter(|&other| other != class)
                     .filter_map(|other| {
+                        // Slots set aside for a class's queue count as its own,
+                        // so a class cannot hold slots above its share that way.
                         let config = self.class_config(other);
-                        let held = self.classes[usize::from(other)].held;
+                        let occupied = self.occupied(other);
                         let share = shares[usize::from(other)];
-                        let above_share = f64::from(held) - 1.0 >= share.floor() - 1e-9;
-                        (held > config.reserved && above_share)
-                            .then(|| (config.priority, (f64::from(held) - share) / f64::from(config.weight), other))
+                        let above_share = f64::from(occupied) - 1.0 >= share.floor() - 1e-9;
+                        (occupied > config.reserved && above_share)
+                            .then(|| (config.priority, (f64::from(occupied) - share) / f64::from(config.weight), other))
                     })
                     .collect();
                 donors.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
                 for (donor_priority, _, donor) in donors {
+                    let reason = if donor_priority < priority {
+                        Reason::Priority
+                    } else if occupied < self.class_config(class).reserved {
+                        Reason::Reservation
+                    } else {
+                        Reason::FairShare
+                    };
+                    // A slot set aside for the donor's queue goes first: taking
+                    // it cuts nobody.
+                    if !self.classes[usize::from(donor)].set_aside.is_empty() {
+                        return Some((Victim::SetAside(donor), reason));
+                    }
                     if let Some(victim) = self.pick_victim(donor, preemptible, &mut budget) {
-                        let reason = if donor_priority < priority {
-                            Reason::Priority
-                        } else if occupied < self.class_config(class).reserved {
-                            Reason::Reservation
-                        } else {
-                            Reason::FairShare
-                        };
-                        return Some((victim, reason));
+                        return Some((Victim::Session(victim), reason));
                     }
                 }
             }
@@ -833,7 +880,7 @@ impl Governor {
                 }
                 budget -= 1;
                 if preemptible(ticket) {
-                    return Some((ticket, Reason::UserShare));
+                    return Some((Victim::Session(ticket), Reason::UserShare));
                 }
             }
         }
@@ -984,13 +1031,21 @@ impl Governor {
             if probe.take(&rate, now).is_err() {
                 return;
             }
+            let connections = &self.connections;
+            let mut examined = 0;
             let victim = self.classes[usize::from(class)]
                 .by_age
                 .iter()
-                .take_while(|(since, _)| now.since(*since) >= lease)
+                .take_while(|(since, _)| now.since(*since) >= lease / 2)
                 .map(|(_, ticket)| *ticket)
                 .find(|ticket| {
-                    if budget == 0 {
+                    examined += 1;
+                    if budget == 0 || examined > LEASE_SCAN_MAX {
+                        return false;
+                    }
+                    let connection = &connections[ticket.0 as usize];
+                    let own_lease = lease * u32::from(connection.lease_permille) / 1000;
+                    if now.since(connection.since) < own_lease {
                         return false;
                     }
                     budget -= 1;

@@ -292,13 +292,84 @@ fn rotation_waits_for_lease_and_waiters() {
 }
 
 #[test]
-fn rotation_skips_sessions_within_lease() {
+fn first_sessions_rotate_after_half_lease() {
     let mut governor = Governor::new(rotation_policy());
     session(&mut governor, at(0), "192.0.2.1", "a");
     session(&mut governor, at(0), "192.0.2.1", "b");
-    session(&mut governor, at(30), "192.0.2.1", "c");
-    assert!(tick(&mut governor, at(31)).is_empty());
+    session(&mut governor, at(20), "192.0.2.1", "c");
+    assert!(tick(&mut governor, at(29)).is_empty(), "no session rotates before half its lease");
     assert_eq!(tick(&mut governor, at(61)).len(), 1);
+}
+
+#[test]
+fn queued_sessions_keep_whole_lease() {
+    // Four users share two slots and retry every second, as push proxies do.
+    let mut governor = Governor::new(rotation_policy());
+    let users = ["a", "b", "c", "d"];
+    let mut held: Vec<Option<(Ticket, u64, bool)>> = vec![None; users.len()];
+    let mut lifetimes = Vec::new();
+    for second in 0..400 {
+        let now = at(second);
+        for rotation in tick(&mut governor, now) {
+            governor.release(now, rotation.ticket);
+            let index = held.iter().position(|h| h.is_some_and(|(t, _, _)| t == rotation.ticket)).unwrap();
+            let (_, since, queued) = held[index].take().unwrap();
+            lifetimes.push((second - since, queued));
+        }
+        for (index, user) in users.iter().enumerate() {
+            if held[index].is_none() {
+                let (ticket, decision) = session(&mut governor, now, "192.0.2.1", user);
+                if admitted(&decision) {
+                    held[index] = Some((ticket, second, second > 0));
+                } else {
+                    governor.release(now, ticket);
+                }
+            }
+        }
+    }
+    let first: Vec<u64> = lifetimes.iter().filter(|(_, queued)| !queued).map(|(life, _)| *life).collect();
+    let queued: Vec<u64> = lifetimes.iter().filter(|(_, queued)| *queued).map(|(life, _)| *life).collect();
+    assert_eq!(first.len(), 2, "{lifetimes:?}");
+    assert!(first.iter().all(|life| (30..=61).contains(life)), "first sessions: {first:?}");
+    assert!(queued.len() >= 6, "{lifetimes:?}");
+    assert!(queued.iter().all(|life| *life >= 60), "sessions from the queue: {queued:?}");
+}
+
+#[test]
+fn set_aside_slot_yields_to_priority() {
+    let mut policy = Policy::with_capacity(4, 100);
+    let mut campus = class("campus", "10.0.0.0/16");
+    campus.priority = 10;
+    campus.reserved = 1;
+    let mut proxy = class("proxy", "198.51.100.0/30");
+    proxy.lease = Some(Duration::from_secs(60));
+    policy.classes = vec![campus, proxy];
+    let mut governor = Governor::new(policy);
+    for user in ["p0", "p1", "p2"] {
+        session(&mut governor, at(0), "198.51.100.1", user);
+    }
+    let (refused, decision) = session(&mut governor, at(1), "198.51.100.1", "p3");
+    assert!(!admitted(&decision));
+    governor.release(at(1), refused);
+    session(&mut governor, at(2), "10.0.0.1", "c0");
+    // p3 keeps retrying, so the proxy class has a user waiting.
+    let mut second = 3;
+    let rotated = loop {
+        let (retry, _) = session(&mut governor, at(second), "198.51.100.1", "p3");
+        governor.release(at(second), retry);
+        let rotated = tick(&mut governor, at(second));
+        if !rotated.is_empty() {
+            break rotated;
+        }
+        second += 1;
+        assert!(second < 70, "no rotation within the lease");
+    };
+    assert_eq!(rotated.len(), 1);
+    governor.release(at(second), rotated[0].ticket);
+    let (_, decision) = session(&mut governor, at(second), "10.0.0.1", "c1");
+    assert_eq!(decision, LoginDecision::Admit { class: governor.class_by_name("campus").unwrap(), reason: Reason::Priority });
+    let proxy = governor.class_by_name("proxy").unwrap();
+    assert_eq!(governor.class_stats(proxy).set_aside, 0);
 }
 
 #[test]
