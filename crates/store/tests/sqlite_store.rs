@@ -282,3 +282,59 @@ async fn mailbox_count_limit() {
     );
     assert!(store.mailbox(account, "p").await.unwrap().is_none());
 }
+
+fn change_log_rows(dir: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(dir.join("index.sqlite")).unwrap();
+    conn.query_row("SELECT COUNT(*) FROM changes", [], |row| row.get(0)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_log_kept_to_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions { change_log_rows_max: 3, ..SqliteOptions::default() };
+    let store = SqliteStore::open_with(dir.path(), options).unwrap();
+    let account = store.account("alice", &[]).await.unwrap();
+    let inbox = store.mailbox(account, "INBOX").await.unwrap().unwrap().id;
+    let before = change_log_rows(dir.path());
+    for (appended, expected) in [(1, 1), (2, 2), (3, 3), (4, 3), (5, 3)] {
+        store.append(inbox, vec![message(&format!("{appended}"))]).await.unwrap();
+        assert_eq!(change_log_rows(dir.path()), (before + expected).min(3), "after {appended} appends");
+    }
+}
+
+/// Waits until `receiver` holds at least `modseq`, or fails after 5 s.
+async fn wait_for_modseq(receiver: &mut tokio::sync::watch::Receiver<roost_store::ModSeq>, modseq: roost_store::ModSeq) {
+    tokio::time::timeout(Duration::from_secs(5), receiver.wait_for(|value| *value >= modseq))
+        .await
+        .expect("the change reached the other store within 5 s")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_process_changes_reach_watchers() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions { poll_interval: Duration::from_millis(50), change_log_rows_max: 4, ..SqliteOptions::default() };
+    let watcher = SqliteStore::open_with(dir.path(), options.clone()).unwrap();
+    let writer = SqliteStore::open_with(dir.path(), options).unwrap();
+    let account = writer.account("alice", &[]).await.unwrap();
+    let inbox = writer.mailbox(account, "INBOX").await.unwrap().unwrap().id;
+    let mut receiver = watcher.watch(inbox);
+
+    // One change: read from the change log.
+    writer.append(inbox, vec![message("one")]).await.unwrap();
+    let modseq = writer.mailbox(account, "INBOX").await.unwrap().unwrap().highest_modseq;
+    wait_for_modseq(&mut receiver, modseq).await;
+
+    // More changes than the log keeps between two polls: the watcher falls
+    // back to reading the mailbox itself and still sees the last one.
+    let mut appends = Vec::new();
+    for n in 0..20 {
+        appends.push(writer.append(inbox, vec![message(&format!("burst {n}"))]));
+    }
+    for append in appends {
+        append.await.unwrap();
+    }
+    let modseq = writer.mailbox(account, "INBOX").await.unwrap().unwrap().highest_modseq;
+    wait_for_modseq(&mut receiver, modseq).await;
+    assert_eq!(*receiver.borrow(), modseq);
+}

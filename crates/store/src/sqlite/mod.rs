@@ -64,6 +64,11 @@ pub struct SqliteOptions {
     /// How often to check whether another process has committed changes.
     /// Default 300 ms.
     pub poll_interval: Duration,
+    /// Most rows kept in the change log, which tells other processes
+    /// which mailboxes a commit changed. A process whose poller falls
+    /// further behind reads every mailbox it watches instead. Default
+    /// 100 000.
+    pub change_log_rows_max: i64,
     /// How long a connection waits for another process's lock before it
     /// fails with a database error. Default 10 s.
     pub busy_timeout: Duration,
@@ -90,6 +95,7 @@ impl Default for SqliteOptions {
             write_batch_max: 256,
             readers_max: 4,
             poll_interval: Duration::from_millis(300),
+            change_log_rows_max: 100_000,
             busy_timeout: Duration::from_secs(10),
             orphan_grace: Duration::from_secs(3600),
             mailbox_name_bytes_max: 1024,
@@ -140,6 +146,7 @@ impl SqliteStore {
         let limits = WriterLimits {
             queue_max: options.write_queue_max,
             batch_max: options.write_batch_max,
+            change_log_rows_max: options.change_log_rows_max,
         };
         let writer = Writer::start(write_conn, blobs.clone(), notifier.clone(), limits)?;
         let settings = PollerSettings {

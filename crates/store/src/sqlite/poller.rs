@@ -106,11 +106,14 @@ fn poll_loop(
     stopped: &mpsc::Receiver<()>,
 ) {
     let mut last_version = None;
+    // Changes before the poller started are already in every MODSEQ a
+    // watcher reads when it subscribes.
+    let mut last_seq = latest_change(conn).ok().flatten().unwrap_or(0);
     loop {
         match data_version(conn) {
             Ok(version) if last_version != Some(version) => {
                 last_version = Some(version);
-                publish_watched(conn, notifier);
+                last_seq = publish_changes(conn, notifier, last_seq);
             }
             Ok(_) => {}
             Err(err) => {
@@ -127,6 +130,42 @@ fn poll_loop(
 
 fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "data_version", |row| row.get(0))
+}
+
+fn latest_change(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row("SELECT MAX(seq) FROM changes", [], |row| row.get(0))
+}
+
+/// Publishes the changes logged after `last_seq` and returns the newest
+/// sequence number read. When the log was trimmed past `last_seq` while
+/// this poller slept, every watched mailbox is read instead.
+fn publish_changes(conn: &Connection, notifier: &ChangeNotifier, last_seq: i64) -> i64 {
+    let oldest: rusqlite::Result<Option<i64>> = conn.query_row("SELECT MIN(seq) FROM changes", [], |row| row.get(0));
+    let gap = match oldest {
+        Ok(Some(oldest)) => oldest > last_seq + 1,
+        Ok(None) => false,
+        Err(_) => true,
+    };
+    if gap {
+        let latest = latest_change(conn).ok().flatten().unwrap_or(last_seq);
+        publish_watched(conn, notifier);
+        return latest;
+    }
+    let mut newest = last_seq;
+    let mut read = || -> rusqlite::Result<()> {
+        let mut statement = conn.prepare_cached("SELECT seq, mailbox_id, modseq FROM changes WHERE seq > ?1 ORDER BY seq")?;
+        let mut rows = statement.query([last_seq])?;
+        while let Some(row) = rows.next()? {
+            newest = row.get(0)?;
+            notifier.publish(crate::MailboxId(row.get(1)?), row.get(2)?);
+        }
+        Ok(())
+    };
+    if let Err(err) = read() {
+        tracing::warn!(error = %err, "failed to read the store's change log; reading every watched mailbox");
+        publish_watched(conn, notifier);
+    }
+    newest
 }
 
 /// Sends each watched mailbox's highest MODSEQ to its watchers. A mailbox

@@ -12,7 +12,18 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use crate::{Result, StoreError};
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Version 2 adds the change log: one row per mailbox a commit changed,
+/// so a process that sees another's commit reads only what changed
+/// instead of every mailbox it watches.
+const SCHEMA_V2: &str = r#"
+CREATE TABLE changes (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    mailbox_id INTEGER NOT NULL,
+    modseq     INTEGER NOT NULL
+);
+"#;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE meta (
@@ -151,6 +162,11 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     match found {
         0 => {
             tx.execute_batch(SCHEMA_V1)?;
+            tx.execute_batch(SCHEMA_V2)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        1 => {
+            tx.execute_batch(SCHEMA_V2)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         SCHEMA_VERSION => {}
@@ -168,4 +184,23 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     }
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_one_gains_change_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        let mut conn = connect(&path, Duration::from_secs(5)).unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let rows: i64 = conn.query_row("SELECT COUNT(*) FROM changes", [], |row| row.get(0)).unwrap();
+        assert_eq!(rows, 0);
+    }
 }

@@ -99,6 +99,8 @@ pub struct WriterLimits {
     pub queue_max: usize,
     /// Requests committed together in one transaction at most.
     pub batch_max: usize,
+    /// Most rows the change log keeps; see [`log_changes`].
+    pub change_log_rows_max: i64,
 }
 
 /// The handle to the writer thread. Dropping it lets the thread finish the
@@ -116,10 +118,9 @@ impl Writer {
         limits: WriterLimits,
     ) -> Result<Self> {
         let (sender, receiver) = mpsc::channel(limits.queue_max.max(1));
-        let batch_max = limits.batch_max.max(1);
         let thread = std::thread::Builder::new()
             .name("roost-store-writer".into())
-            .spawn(move || write_loop(conn, receiver, &blobs, &notifier, batch_max))?;
+            .spawn(move || write_loop(conn, receiver, &blobs, &notifier, &limits))?;
         Ok(Self {
             requests: Some(sender),
             thread: Some(thread),
@@ -170,8 +171,9 @@ fn write_loop(
     mut requests: mpsc::Receiver<Box<dyn Pending>>,
     blobs: &BlobDir,
     notifier: &ChangeNotifier,
-    batch_max: usize,
+    limits: &WriterLimits,
 ) {
+    let batch_max = limits.batch_max.max(1);
     let mut batch: Vec<Box<dyn Pending>> = Vec::with_capacity(batch_max);
     while let Some(first) = requests.blocking_recv() {
         batch.push(first);
@@ -181,7 +183,7 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, &mut batch, blobs, notifier);
+        commit_batch(&mut conn, &mut batch, blobs, notifier, limits.change_log_rows_max);
     }
     tracing::debug!("store writer stopped");
 }
@@ -191,9 +193,10 @@ fn commit_batch(
     batch: &mut Vec<Box<dyn Pending>>,
     blobs: &BlobDir,
     notifier: &ChangeNotifier,
+    change_log_rows_max: i64,
 ) {
     let mut effects = Effects::default();
-    let committed = run_batch(conn, batch, &mut effects);
+    let committed = run_batch(conn, batch, &mut effects, change_log_rows_max);
     match committed {
         Ok(unreferenced) => {
             for id in unreferenced {
@@ -227,14 +230,35 @@ fn run_batch(
     conn: &mut Connection,
     batch: &mut [Box<dyn Pending>],
     effects: &mut Effects,
+    change_log_rows_max: i64,
 ) -> Result<Vec<BlobId>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for request in batch.iter_mut() {
         run_in_savepoint(&tx, request.as_mut(), effects);
     }
     let unreferenced = delete_unreferenced_blobs(&tx)?;
+    log_changes(&tx, effects, change_log_rows_max)?;
     tx.commit()?;
     Ok(unreferenced)
+}
+
+/// Appends the batch's changed mailboxes to the change log, which other
+/// processes read, and trims the log to its newest `rows_max` rows. A
+/// process whose poller falls further behind reads every watched mailbox
+/// instead.
+fn log_changes(conn: &Connection, effects: &Effects, rows_max: i64) -> Result<()> {
+    if effects.changed.is_empty() {
+        return Ok(());
+    }
+    let mut insert = conn.prepare_cached("INSERT INTO changes (mailbox_id, modseq) VALUES (?1, ?2)")?;
+    let mut last = 0;
+    for (mailbox, modseq) in &effects.changed {
+        insert.execute(rusqlite::params![mailbox.0, modseq])?;
+        last = conn.last_insert_rowid();
+    }
+    // A range delete on the primary key: a cheap seek when nothing is due.
+    conn.prepare_cached("DELETE FROM changes WHERE seq <= ?1")?.execute([last - rows_max.max(1)])?;
+    Ok(())
 }
 
 fn run_in_savepoint(conn: &Connection, request: &mut dyn Pending, effects: &mut Effects) {
@@ -298,6 +322,7 @@ mod tests {
             WriterLimits {
                 queue_max,
                 batch_max,
+                change_log_rows_max: 100,
             },
         )
         .unwrap();
