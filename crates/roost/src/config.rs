@@ -34,6 +34,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "shutdown_grace",
     "log_level",
     "metrics_listen",
+    "workers",
+    "worker_connections_max",
     "[imap]",
     "[lmtp]",
     "[tls]",
@@ -86,6 +88,12 @@ pub struct Settings {
     /// Session counts as written, resolved against the memory budget by
     /// [`resolve_capacity`].
     pub capacity: Capacity,
+    /// Worker processes as written, resolved at start against the
+    /// descriptor limit.
+    pub workers: WorkerCount,
+    /// Most connections one worker holds, if the file sets it; else the
+    /// descriptor limit less what a process keeps for itself.
+    pub worker_connections_max: Option<usize>,
     /// Log filter from the file, if it sets one.
     pub log_level: Option<String>,
 }
@@ -150,10 +158,33 @@ pub fn default_settings() -> Settings {
             },
             governor: GovernorConfig::with_capacity(0, 0),
             metrics_listen: Some("127.0.0.1:9143".parse().expect("valid literal address")),
+            workers: roost_server::config::WorkersConfig::single_process(),
         },
         capacity: Capacity::default(),
+        workers: WorkerCount::Auto,
+        worker_connections_max: None,
         log_level: None,
     }
+}
+
+/// The `workers` setting: how many worker processes hold sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerCount {
+    /// As many as `max_sessions` and `max_preauth` need under the
+    /// descriptor limit; none when one process has room for them all.
+    Auto,
+    /// This many; 0 serves every session in the main process.
+    Fixed(usize),
+}
+
+fn worker_count_value(key: &str, value: &toml::Value) -> Result<WorkerCount, String> {
+    if value.as_str() == Some("auto") {
+        return Ok(WorkerCount::Auto);
+    }
+    whole_number(value, 0)
+        .filter(|count| *count <= 4096)
+        .map(WorkerCount::Fixed)
+        .ok_or_else(|| invalid(key, value, "expected \"auto\" or a whole number from 0 to 4096"))
 }
 
 /// Returns the machine's host name, or `localhost` if it cannot be read.
@@ -249,6 +280,8 @@ fn apply_table(
             "governor" => apply_governor(&mut config.governor, &mut settings.capacity, section(key, value)?)?,
             "groups" => apply_groups(&mut config.governor.groups, section(key, value)?)?,
             "metrics_listen" => config.metrics_listen = listen_value(key, value)?,
+            "workers" => settings.workers = worker_count_value(key, value)?,
+            "worker_connections_max" => settings.worker_connections_max = Some(count_value(key, value, 1, 19_000)?),
             _ => return Err(unknown_key("", key, TOP_LEVEL_KEYS)),
         }
     }
@@ -814,7 +847,7 @@ mod tests {
         let message = apply_text("datadir = \"x\"").unwrap_err();
         assert_eq!(
             message,
-            "unknown key datadir: valid top-level keys are data_dir, imap_listen, imaps_listen, lmtp_listen, trusted_networks, shutdown_grace, log_level, metrics_listen, [imap], [lmtp], [tls], [limits], [governor], [groups]"
+            "unknown key datadir: valid top-level keys are data_dir, imap_listen, imaps_listen, lmtp_listen, trusted_networks, shutdown_grace, log_level, metrics_listen, workers, worker_connections_max, [imap], [lmtp], [tls], [limits], [governor], [groups]"
         );
     }
 

@@ -199,8 +199,13 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Serve(args) => {
-            let settings = serve_settings(&args)?;
+            let descriptors = serve::raise_descriptor_limit();
+            let mut settings = serve_settings(&args)?;
             serve::init_logging(args.log_level.as_deref(), settings.log_level.as_deref())?;
+            if let Some(index) = worker_index()? {
+                return serve::run_worker(settings, index);
+            }
+            serve::resolve_workers(&mut settings, descriptors)?;
             serve::run(settings)
         }
         Command::CheckConfig { file } => {
@@ -285,6 +290,16 @@ fn serve_settings(args: &ServeArgs) -> Result<Settings, CliError> {
         None => CliError::Usage(message),
     })?;
     Ok(settings)
+}
+
+/// Returns the worker index when the supervisor started this process as
+/// one of its workers.
+fn worker_index() -> Result<Option<usize>, CliError> {
+    let Some(value) = std::env::var_os(roost_server::workers::pool::WORKER_ENV) else { return Ok(None) };
+    let text = value.to_string_lossy();
+    text.parse()
+        .map(Some)
+        .map_err(|_| CliError::Usage(format!("{}={text:?} is not a worker index", roost_server::workers::pool::WORKER_ENV)))
 }
 
 /// Prints the running server's session table, read over its admin socket.

@@ -11,7 +11,10 @@ use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 use crate::CliError;
-use crate::config::{LOG_LEVEL_DEFAULT, Settings};
+use roost_server::config::WorkersConfig;
+use roost_server::workers::WorkerCommand;
+
+use crate::config::{LOG_LEVEL_DEFAULT, Settings, WorkerCount};
 
 /// Starts logging to stderr. The filter comes from `--log-level`, else
 /// `RUST_LOG`, else the config file's `log_level`, else `info`.
@@ -42,6 +45,84 @@ pub fn init_logging(flag: Option<&str>, from_file: Option<&str>) -> Result<(), C
 
 /// Runs the server until SIGTERM or SIGINT and its graceful shutdown end.
 /// SIGHUP rereads the TLS certificate and key without dropping sessions.
+/// Descriptors each process keeps free of sessions: the store's
+/// connections and files, listeners, the links to workers, logs.
+const DESCRIPTORS_RESERVED: u64 = 1024;
+
+/// Raises this process's soft limit on open descriptors to its hard limit
+/// and returns the limit now in force.
+pub fn raise_descriptor_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit write and read the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
+/// Decides how many worker processes hold sessions: with `workers =
+/// "auto"`, none when this process's descriptors cover `max_sessions` and
+/// `max_preauth`, else as many as they need.
+pub fn resolve_workers(settings: &mut Settings, descriptors: u64) -> Result<(), CliError> {
+    let policy = &settings.server.governor.policy;
+    let needed = u64::from(policy.max_sessions) + u64::from(policy.max_preauth);
+    let mut per_worker = descriptors.saturating_sub(DESCRIPTORS_RESERVED).max(1);
+    if let Some(max) = settings.worker_connections_max {
+        per_worker = per_worker.min(max as u64);
+    }
+    let count = match settings.workers {
+        WorkerCount::Auto if needed <= per_worker => 0,
+        WorkerCount::Auto => needed.div_ceil(per_worker),
+        WorkerCount::Fixed(count) => count as u64,
+    };
+    if count == 0 {
+        settings.server.workers = WorkersConfig::single_process();
+        return Ok(());
+    }
+    let program = std::env::current_exe()
+        .map_err(|err| CliError::Runtime(format!("failed to find the roost program to start workers: {err}")))?;
+    settings.server.workers = WorkersConfig {
+        command: Some(WorkerCommand { program, args: std::env::args_os().skip(1).collect() }),
+        workers_max: count as usize,
+        connections_per_worker_max: per_worker as usize,
+    };
+    Ok(())
+}
+
+/// Runs a worker process the supervisor started: the same settings, no
+/// listeners, sessions handed over by the supervisor.
+pub fn run_worker(settings: Settings, index: usize) -> Result<(), CliError> {
+    // One thread: the supervisor spreads sessions over many workers, and a
+    // worker's blocking work (store, password checks) runs on the blocking pool.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| CliError::Runtime(format!("starting the tokio runtime failed: {err}")))?;
+    runtime.block_on(async move {
+        // Signals from a terminal reach the whole process group. The
+        // supervisor decides when workers stop and reload, so they ignore
+        // SIGINT, SIGTERM and SIGHUP.
+        let _interrupt = signal(SignalKind::interrupt());
+        let _terminate = signal(SignalKind::terminate());
+        let _hangup = signal(SignalKind::hangup());
+        // SAFETY: this process was started by the supervisor's pool, which
+        // put the two descriptors in place; they are taken once, here.
+        let (socket, phases) = unsafe { roost_server::workers::pool::inherited_descriptors() }
+            .map_err(|err| CliError::Runtime(format!("worker {index}: failed to take the supervisor's descriptors: {err}")))?;
+        roost_server::workers::run_worker(settings.server, socket, phases, index)
+            .await
+            .map_err(|err| CliError::Runtime(format!("worker {index}: {err:#}")))
+    })
+}
+
 pub fn run(settings: Settings) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

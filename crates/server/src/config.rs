@@ -35,6 +35,25 @@ pub struct Config {
     pub governor: GovernorConfig,
     /// Prometheus metrics listener; `None` turns it off.
     pub metrics_listen: Option<SocketAddr>,
+    pub workers: WorkersConfig,
+}
+
+/// Worker processes that hold the sessions.
+#[derive(Clone, Debug)]
+pub struct WorkersConfig {
+    /// How to start a worker; `None` serves every session in this process.
+    pub command: Option<crate::workers::WorkerCommand>,
+    /// Most worker processes.
+    pub workers_max: usize,
+    /// Most connections one worker holds, below its descriptor limit.
+    pub connections_per_worker_max: usize,
+}
+
+impl WorkersConfig {
+    /// Returns the setting that serves every session in this process.
+    pub fn single_process() -> WorkersConfig {
+        WorkersConfig { command: None, workers_max: 0, connections_per_worker_max: 0 }
+    }
 }
 
 /// Admission control: the governor's policy and what the server needs

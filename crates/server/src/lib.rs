@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod proxy_protocol;
 pub mod tls;
 pub mod transport;
+pub mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -71,11 +72,19 @@ pub struct Running {
     shutdown_sender: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
+    pool: Option<Arc<workers::WorkerPool>>,
 }
 
-/// Opens the store and users in the data folder and binds the listeners.
-pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let config = Arc::new(config);
+/// Returns the number of phase board slots: every ticket the governor can
+/// hand out, with room for sessions that are being closed.
+fn phase_board_len(config: &Config) -> usize {
+    let policy = &config.governor.policy;
+    let tickets = u64::from(policy.max_sessions) + u64::from(policy.max_preauth);
+    usize::try_from(tickets + tickets / 4 + 1024).unwrap_or(usize::MAX)
+}
+
+/// Opens the store, the users and the TLS configuration of the data folder.
+pub(crate) async fn open_data(config: &Config) -> anyhow::Result<(Arc<dyn MailStore>, Arc<UserDb>, Arc<TlsAcceptor>)> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("failed to create the data folder {}", config.data_dir.display()))?;
     let data_dir = config.data_dir.clone();
@@ -104,17 +113,50 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let tls = tokio::task::spawn_blocking(move || TlsAcceptor::load(&tls_settings, &data_dir))
         .await?
         .context("failed to set up TLS")?;
-    let tls = Arc::new(tls);
+    Ok((store, users, Arc::new(tls)))
+}
 
-    let (shutdown_sender, shutdown_receiver) = watch::channel(false);
-    let imap_context =
-        imap::ImapContext::new(Arc::clone(&store), Arc::clone(&users), Arc::clone(&config), Arc::clone(&tls));
-    let timeouts = imap::control::Timeouts {
+/// Returns the session timers the sweeper applies.
+pub(crate) fn timeouts(config: &Config) -> imap::control::Timeouts {
+    imap::control::Timeouts {
         unauthenticated: config.imap.timeout_unauthenticated,
         authenticated: config.imap.timeout_authenticated,
         idle_keepalive: config.imap.idle_keepalive,
+    }
+}
+
+/// Opens the store and users in the data folder and binds the listeners.
+/// With a worker command configured, this process becomes the supervisor
+/// and its sessions run in worker processes.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let config = Arc::new(config);
+    let (store, users, tls) = open_data(&config).await?;
+
+    let (shutdown_sender, shutdown_receiver) = watch::channel(false);
+    let governor = roost_governor::Governor::new(config.governor.policy.clone());
+    let phases = Arc::new(workers::phases::PhaseBoard::create(phase_board_len(&config)).context("failed to create the phase board")?);
+    let table = imap::control::SessionTable::new(governor, phases);
+    let imap_context =
+        imap::ImapContext::with_table(Arc::clone(&store), Arc::clone(&users), Arc::clone(&config), Arc::clone(&tls), table);
+    let sweeper = tokio::spawn(Arc::clone(&imap_context.sessions).run_sweeper(timeouts(&config)));
+    let pool = match &config.workers.command {
+        Some(command) => {
+            let settings = workers::PoolSettings {
+                command: command.clone(),
+                workers_max: config.workers.workers_max.max(1),
+                connections_per_worker_max: config.workers.connections_per_worker_max.max(1),
+            };
+            let pool = workers::WorkerPool::start(settings, Arc::clone(&imap_context.sessions), shutdown_receiver.clone())
+                .await
+                .context("failed to start a worker process")?;
+            Some(pool)
+        }
+        None => None,
     };
-    let sweeper = tokio::spawn(Arc::clone(&imap_context.sessions).run_sweeper(timeouts));
+    let dispatch = match &pool {
+        Some(pool) => imap::Dispatch::Workers(Arc::clone(pool)),
+        None => imap::Dispatch::Local,
+    };
 
     let mut tasks = Vec::new();
     let mut imap_address = None;
@@ -126,7 +168,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         info!(address = %bound, "IMAP listening");
         imap_address = Some(bound);
         let kind = imap::session::Listener::Plain;
-        tasks.push(tokio::spawn(imap::serve(listener, kind, Arc::clone(&imap_context), shutdown_receiver.clone())));
+        let serving = imap::serve(listener, kind, Arc::clone(&imap_context), dispatch.clone(), shutdown_receiver.clone());
+        tasks.push(tokio::spawn(serving));
     }
     let mut imaps_address = None;
     if let Some(address) = config.imaps_listen {
@@ -137,7 +180,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         info!(address = %bound, "IMAP over TLS listening");
         imaps_address = Some(bound);
         let kind = imap::session::Listener::ImplicitTls;
-        tasks.push(tokio::spawn(imap::serve(listener, kind, Arc::clone(&imap_context), shutdown_receiver.clone())));
+        let serving = imap::serve(listener, kind, Arc::clone(&imap_context), dispatch.clone(), shutdown_receiver.clone());
+        tasks.push(tokio::spawn(serving));
     }
     let mut lmtp_address = None;
     if let Some(address) = config.lmtp_listen {
@@ -166,7 +210,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let sessions = Arc::clone(&imap_context.sessions);
     let handler = admin::Commands::new().add("who", move |_| Ok(admin::format_who(&sessions.who()))).into_handler();
     tasks.push(tokio::spawn(admin::serve_admin(admin_listener, handler, shutdown_receiver.clone())));
-    Ok(Running { imap_address, imaps_address, lmtp_address, metrics_address, config, tls, shutdown_sender, tasks, sweeper })
+    Ok(Running { imap_address, imaps_address, lmtp_address, metrics_address, config, tls, shutdown_sender, tasks, sweeper, pool })
 }
 
 impl Running {
@@ -176,6 +220,16 @@ impl Running {
     pub async fn reload_tls(&self) -> anyhow::Result<()> {
         let tls = Arc::clone(&self.tls);
         let result = tokio::task::spawn_blocking(move || tls.reload()).await?;
+        // Each worker holds its own TLS configuration; they reload after
+        // this process, so a certificate this reload generated is the one
+        // they read.
+        let failed_workers = match (&result, &self.pool) {
+            (Ok(()), Some(pool)) => pool.reload_tls().await,
+            _ => 0,
+        };
+        if failed_workers > 0 {
+            anyhow::bail!("{failed_workers} worker processes kept the old TLS certificate");
+        }
         match result {
             Ok(()) => {
                 info!(fingerprint = %self.tls.fingerprint(), "TLS certificate reloaded");
@@ -188,6 +242,12 @@ impl Running {
         }
     }
 
+    /// Returns the PIDs of the worker processes running now; empty for a
+    /// single-process server.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.pool.as_ref().map(|pool| pool.worker_pids()).unwrap_or_default()
+    }
+
     /// Returns the SHA-256 fingerprint of the certificate new TLS sessions get.
     pub fn tls_fingerprint(&self) -> String {
         self.tls.fingerprint()
@@ -198,6 +258,9 @@ impl Running {
     pub async fn stop(self) {
         info!("shutting down");
         let _ = self.shutdown_sender.send(true);
+        if let Some(pool) = &self.pool {
+            pool.shutdown().await;
+        }
         let tasks = self.tasks;
         let finished = async {
             for task in tasks {

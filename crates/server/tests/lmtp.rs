@@ -57,6 +57,7 @@ fn config(data_dir: &Path) -> Config {
         },
         governor: roost_server::config::GovernorConfig::with_capacity(100, 100),
         metrics_listen: None,
+        workers: roost_server::config::WorkersConfig::single_process(),
     }
 }
 

@@ -220,6 +220,11 @@ impl Server {
         }
     }
 
+    /// Returns the PID of the `roost serve` process.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server is running").id()
+    }
+
     /// Starts `roost serve` like [`Server::start`], with `config` as the
     /// TOML config file. The flags still choose the data folder and the
     /// port-0 listeners.
@@ -489,6 +494,22 @@ impl ImapConnection {
 
     pub fn send(&mut self, text: &str) {
         self.writer.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Returns the buffered reader, for reads that may meet EOF.
+    pub fn reader(&mut self) -> &mut BufReader<TcpStream> {
+        &mut self.reader
+    }
+
+    /// Reads one response line without its CRLF; an empty string at EOF
+    /// or on a reset, and a failed test on a timeout.
+    pub fn read_line_or_eof(&mut self) -> String {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(_) => line.trim_end_matches("\r\n").to_owned(),
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => String::new(),
+            Err(err) => panic!("reading from the server failed: {err}"),
+        }
     }
 
     /// Reads one response line without its CRLF; fails on EOF or timeout.

@@ -15,13 +15,14 @@ use std::time::Duration;
 use roost_governor::{Admission, ClassId, LoginDecision, Rotation, Ticket};
 use tracing::debug;
 
-use super::control::{Phase, SessionTable};
+use super::control::{GovernorSite, Phase, SessionTable};
 use crate::admin::WhoRow;
 use crate::metrics::{MetricKind, MetricsText};
 
 impl SessionTable {
     /// Decides on a new connection from `address`, before anything is
-    /// allocated for it.
+    /// allocated for it. Runs where the governor runs: a single-process
+    /// server or the supervisor.
     pub fn admit_connection(&self, address: IpAddr) -> Admission {
         let now = self.now();
         let mut governor = self.lock_governor();
@@ -46,23 +47,50 @@ impl SessionTable {
     /// served after all.
     pub fn abandon(&self, ticket: Ticket) {
         let now = self.now();
-        self.lock_governor().release(now, ticket);
+        match &self.governor {
+            GovernorSite::Local(governor) => governor.lock().unwrap_or_else(|e| e.into_inner()).release(now, ticket),
+            GovernorSite::Supervisor(link) => link.release(ticket),
+        }
     }
 
     /// Records the client name an ID command gave (RFC 2971).
     pub fn identify(&self, ticket: Ticket, client_name: &str) {
-        self.lock_governor().identify(ticket, client_name);
+        match &self.governor {
+            GovernorSite::Local(governor) => governor.lock().unwrap_or_else(|e| e.into_inner()).identify(ticket, client_name),
+            GovernorSite::Supervisor(link) => link.identify(ticket, client_name),
+        }
+    }
+
+    /// Returns whether the governor may cut the session holding `ticket` now.
+    fn preemptible(&self, ticket: Ticket) -> bool {
+        super::control::is_preemptible(self.phases.get(ticket))
+    }
+
+    /// Asks the session holding `ticket` to close with `* BYE [UNAVAILABLE]`
+    /// once it is between commands, in whichever process holds it.
+    pub(crate) fn evict(&self, ticket: Ticket, reason: roost_governor::Reason, retry_after: std::time::Duration) {
+        if let Some(remote) = self.remote_evictions.get() {
+            remote(ticket, reason, retry_after);
+        } else if let Some(control) = self.control(ticket) {
+            control.evict(reason, retry_after);
+        }
     }
 
     /// Decides on the login of `user` whose password checked out. A
     /// session chosen to make room is asked to close once it is between
     /// commands.
-    pub fn decide_login(&self, ticket: Ticket, user: &str, groups: &[&str]) -> LoginDecision {
+    pub async fn decide_login(&self, ticket: Ticket, user: &str, groups: &[&str]) -> LoginDecision {
+        if let GovernorSite::Supervisor(link) = &self.governor {
+            return link.login(ticket, user, groups).await;
+        }
+        self.decide_login_here(ticket, user, groups)
+    }
+
+    /// Decides a login with the governor of this process.
+    pub(crate) fn decide_login_here(&self, ticket: Ticket, user: &str, groups: &[&str]) -> LoginDecision {
         let now = self.now();
         let mut governor = self.lock_governor();
-        let decision = governor.login(now, ticket, user, groups, &mut |candidate| {
-            self.control(candidate).is_some_and(|control| control.is_preemptible())
-        });
+        let decision = governor.login(now, ticket, user, groups, &mut |candidate| self.preemptible(candidate));
         match &decision {
             LoginDecision::Admit { class, reason } => {
                 debug!(ticket = ticket.0, user, class = governor.class_name(*class), reason = reason.label(), "governor admitted a login");
@@ -76,9 +104,7 @@ impl SessionTable {
                     victim = victim.0,
                     "governor admitted a login by preempting a session"
                 );
-                if let Some(control) = self.control(*victim) {
-                    control.evict(*reason, *victim_retry);
-                }
+                self.evict(*victim, *reason, *victim_retry);
             }
             LoginDecision::Refuse { class, refusal } => {
                 debug!(
@@ -94,32 +120,41 @@ impl SessionTable {
     }
 
     /// Returns how long to wait before checking a password of `user`.
-    pub fn login_delay(&self, user: &str) -> Duration {
-        let now = self.now();
-        self.lock_governor().login_delay(now, user)
+    pub async fn login_delay(&self, user: &str) -> Duration {
+        match &self.governor {
+            GovernorSite::Local(governor) => {
+                let now = self.now();
+                governor.lock().unwrap_or_else(|e| e.into_inner()).login_delay(now, user)
+            }
+            GovernorSite::Supervisor(link) => link.login_delay(user).await,
+        }
     }
 
     /// Records a failed login and returns how long to hold back the `NO`.
-    pub fn login_failed(&self, ticket: Ticket, user: Option<&str>) -> Duration {
-        let now = self.now();
-        self.lock_governor().login_failed(now, ticket, user)
+    pub async fn login_failed(&self, ticket: Ticket, user: Option<&str>) -> Duration {
+        match &self.governor {
+            GovernorSite::Local(governor) => {
+                let now = self.now();
+                governor.lock().unwrap_or_else(|e| e.into_inner()).login_failed(now, ticket, user)
+            }
+            GovernorSite::Supervisor(link) => link.login_failed(ticket, user).await,
+        }
     }
 
-    /// Runs the governor's periodic work and asks rotated sessions to close.
+    /// Runs the governor's periodic work and asks rotated sessions to
+    /// close. Does nothing in a worker, whose governor runs elsewhere.
     pub(super) fn run_governor_tick(&self) {
         let now = self.now();
         let mut rotations: Vec<Rotation> = Vec::new();
         {
-            let mut governor = self.lock_governor();
-            governor.tick(now, &mut |ticket| self.control(ticket).is_some_and(|control| control.is_preemptible()), &mut rotations);
+            let Some(mut governor) = self.local_governor() else { return };
+            governor.tick(now, &mut |ticket| self.preemptible(ticket), &mut rotations);
             for rotation in &rotations {
                 debug!(ticket = rotation.ticket.0, class = governor.class_name(rotation.class), "governor rotated a session");
             }
         }
         for rotation in rotations {
-            if let Some(control) = self.control(rotation.ticket) {
-                control.evict(roost_governor::Reason::Lease, rotation.retry_after);
-            }
+            self.evict(rotation.ticket, roost_governor::Reason::Lease, rotation.retry_after);
         }
     }
 
@@ -136,11 +171,10 @@ impl SessionTable {
         for (ticket, view) in governor.sessions() {
             let state = if !view.logged_in {
                 if view.user.is_some() { "leaving" } else { "preauth" }
+            } else if self.phases.get(ticket) == Some(Phase::Idle as u8) {
+                "idle"
             } else {
-                match self.control(ticket).map(|control| control.phase()) {
-                    Some(Phase::Idle) => "idle",
-                    _ => "active",
-                }
+                "active"
             };
             *states.entry((view.class.0, state)).or_default() += 1;
         }
@@ -178,11 +212,21 @@ impl SessionTable {
             let limit = config.limit.unwrap_or(policy.max_sessions);
             text.sample("roost_governor_class_slots", &[("class", name), ("kind", "limit")], f64::from(limit));
         }
+        text.family("roost_worker_connections", MetricKind::Gauge, "Connections each worker process holds; absent for a single-process server.");
+        for (index, connections) in self.worker_loads() {
+            text.sample("roost_worker_connections", &[("worker", &index.to_string())], connections as f64);
+        }
         text.family("roost_governor_max_sessions", MetricKind::Gauge, "Most logged-in sessions the governor admits.");
         text.sample("roost_governor_max_sessions", &[], f64::from(policy.max_sessions));
         text.family("roost_governor_max_preauth", MetricKind::Gauge, "Most connections the governor lets wait for login.");
         text.sample("roost_governor_max_preauth", &[], f64::from(policy.max_preauth));
         text.finish()
+    }
+
+    /// Returns each running worker's connection count, read through the
+    /// pool that registered itself for evictions.
+    fn worker_loads(&self) -> Vec<(usize, usize)> {
+        self.worker_loads.get().map(|loads| loads()).unwrap_or_default()
     }
 
     /// Lists live connections for `roost who`.
@@ -193,9 +237,9 @@ impl SessionTable {
             .sessions()
             .map(|(ticket, view)| {
                 let state = if view.logged_in {
-                    match self.control(ticket).map(|control| control.phase()) {
-                        Some(Phase::Idle) => "idle",
-                        Some(Phase::Busy | Phase::Partial) => "busy",
+                    match self.phases.get(ticket) {
+                        Some(phase) if phase == Phase::Idle as u8 => "idle",
+                        Some(phase) if phase == Phase::Busy as u8 || phase == Phase::Partial as u8 => "busy",
                         _ => "active",
                     }
                 } else if view.user.is_some() {

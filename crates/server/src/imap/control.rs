@@ -17,8 +17,13 @@ use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
 use roost_governor::{Governor, Reason, Ticket};
 use tokio::sync::Notify;
+
+use crate::workers::link::SupervisorLink;
+use crate::workers::phases::PhaseBoard;
 
 /// The activity of a session, as far as timers are concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +57,7 @@ pub mod request {
 
 /// The part of a session the sweeper and the server can reach.
 pub struct SessionControl {
+    ticket: Ticket,
     /// Seconds since the table's epoch at the last activity.
     last_activity: AtomicU32,
     /// Seconds since the table's epoch of the last keepalive or IDLE start.
@@ -102,25 +108,44 @@ impl SessionControl {
         }
     }
 
-    /// Checks whether the session waits in IDLE or between commands, so it
-    /// can be closed without cutting a command short.
-    pub fn is_preemptible(&self) -> bool {
-        matches!(self.phase(), Phase::Authenticated | Phase::Idle)
-    }
+}
+
+/// Checks whether a session in `phase` (as the phase board records it)
+/// waits in IDLE or between commands, so it can be closed without cutting
+/// a command short.
+pub fn is_preemptible(phase: Option<u8>) -> bool {
+    phase == Some(Phase::Authenticated as u8) || phase == Some(Phase::Idle as u8)
+}
+
+/// Where the connection governor runs for this server instance.
+pub enum GovernorSite {
+    /// In this process: a single-process server, or the supervisor.
+    Local(Mutex<Governor>),
+    /// In the supervisor process; this is a worker that asks it.
+    Supervisor(Arc<SupervisorLink>),
 }
 
 /// The server's table of live sessions and its connection governor.
 pub struct SessionTable {
     epoch: Instant,
     slots: Mutex<Slots>,
-    /// Locked before `slots` whenever both are held.
-    governor: Mutex<Governor>,
+    /// A local governor is locked before `slots` whenever both are held.
+    pub(crate) governor: GovernorSite,
+    /// Each session's phase by ticket, readable by the governor's process.
+    pub(crate) phases: Arc<PhaseBoard>,
+    /// Carries an eviction to the worker process that holds the session;
+    /// unset when sessions live in this process.
+    pub(crate) remote_evictions: std::sync::OnceLock<RemoteEvict>,
+    /// Reports each worker's connection count, for metrics; unset without workers.
+    pub(crate) worker_loads: std::sync::OnceLock<Box<dyn Fn() -> Vec<(usize, usize)> + Send + Sync>>,
 }
+
+/// Sends an eviction to the process that holds the session.
+pub type RemoteEvict = Box<dyn Fn(Ticket, Reason, Duration) + Send + Sync>;
 
 #[derive(Default)]
 struct Slots {
-    /// Indexed by governor ticket.
-    entries: Vec<Weak<SessionControl>>,
+    entries: HashMap<Ticket, Weak<SessionControl>>,
     live: usize,
 }
 
@@ -138,11 +163,18 @@ impl Drop for Registration {
         // ticket never finds this session's control.
         {
             let mut slots = self.table.slots.lock().unwrap_or_else(|e| e.into_inner());
-            slots.entries[self.ticket.0 as usize] = Weak::new();
+            slots.entries.remove(&self.ticket);
             slots.live -= 1;
         }
-        let now = self.table.now();
-        self.table.lock_governor().release(now, self.ticket);
+        // A released ticket must not look preemptible until it is reused.
+        self.table.phases.set(self.ticket, Phase::Busy as u8);
+        match &self.table.governor {
+            GovernorSite::Local(governor) => {
+                let now = self.table.now();
+                governor.lock().unwrap_or_else(|e| e.into_inner()).release(now, self.ticket);
+            }
+            GovernorSite::Supervisor(link) => link.release(self.ticket),
+        }
     }
 }
 
@@ -155,11 +187,29 @@ pub struct Timeouts {
 }
 
 impl SessionTable {
-    pub fn new(governor: Governor) -> Arc<SessionTable> {
+    /// Creates the table of a single-process server, or of the supervisor,
+    /// with the governor in this process.
+    pub fn new(governor: Governor, phases: Arc<PhaseBoard>) -> Arc<SessionTable> {
         Arc::new(SessionTable {
             epoch: Instant::now(),
             slots: Mutex::new(Slots::default()),
-            governor: Mutex::new(governor),
+            governor: GovernorSite::Local(Mutex::new(governor)),
+            phases,
+            remote_evictions: std::sync::OnceLock::new(),
+            worker_loads: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Creates the table of a worker process, whose governor runs in the
+    /// supervisor.
+    pub fn for_worker(link: Arc<SupervisorLink>, phases: Arc<PhaseBoard>) -> Arc<SessionTable> {
+        Arc::new(SessionTable {
+            epoch: Instant::now(),
+            slots: Mutex::new(Slots::default()),
+            governor: GovernorSite::Supervisor(link),
+            phases,
+            remote_evictions: std::sync::OnceLock::new(),
+            worker_loads: std::sync::OnceLock::new(),
         })
     }
 
@@ -172,8 +222,21 @@ impl SessionTable {
         roost_governor::Time::from_duration(self.epoch.elapsed())
     }
 
+    /// Locks the governor when it runs in this process.
+    pub fn local_governor(&self) -> Option<std::sync::MutexGuard<'_, Governor>> {
+        match &self.governor {
+            GovernorSite::Local(governor) => Some(governor.lock().unwrap_or_else(|e| e.into_inner())),
+            GovernorSite::Supervisor(_) => None,
+        }
+    }
+
+    /// Locks the governor of a single-process server or the supervisor.
+    ///
+    /// # Panics
+    /// In a worker process, whose governor runs in the supervisor; the
+    /// callers (accept, metrics, `who`, the tests) never run there.
     pub fn lock_governor(&self) -> std::sync::MutexGuard<'_, Governor> {
-        self.governor.lock().unwrap_or_else(|e| e.into_inner())
+        self.local_governor().expect("the governor runs in this process")
     }
 
     /// Adds a session the governor admitted as `ticket`, in the
@@ -181,6 +244,7 @@ impl SessionTable {
     pub fn register(self: &Arc<Self>, ticket: Ticket) -> Registration {
         let now = self.now_secs();
         let control = Arc::new(SessionControl {
+            ticket,
             last_activity: AtomicU32::new(now),
             last_keepalive: AtomicU32::new(now),
             phase: AtomicU8::new(Phase::Unauthenticated as u8),
@@ -188,12 +252,9 @@ impl SessionTable {
             eviction: AtomicU32::new(0),
             wake: Notify::new(),
         });
+        self.phases.set(ticket, Phase::Unauthenticated as u8);
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let index = ticket.0 as usize;
-        if slots.entries.len() <= index {
-            slots.entries.resize(index + 1, Weak::new());
-        }
-        slots.entries[index] = Arc::downgrade(&control);
+        slots.entries.insert(ticket, Arc::downgrade(&control));
         slots.live += 1;
         Registration { table: Arc::clone(self), ticket, control }
     }
@@ -201,7 +262,7 @@ impl SessionTable {
     /// Returns the control of the session holding `ticket`.
     pub fn control(&self, ticket: Ticket) -> Option<Arc<SessionControl>> {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.entries.get(ticket.0 as usize).and_then(Weak::upgrade)
+        slots.entries.get(&ticket).and_then(Weak::upgrade)
     }
 
     /// Number of registered sessions.
@@ -217,6 +278,7 @@ impl SessionTable {
             control.last_keepalive.store(now, Ordering::Relaxed);
         }
         control.phase.store(phase as u8, Ordering::Relaxed);
+        self.phases.set(control.ticket, phase as u8);
     }
 
     /// Asks every session to end with `* BYE`.
@@ -228,14 +290,14 @@ impl SessionTable {
 
     fn live_controls(&self) -> Vec<Arc<SessionControl>> {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.entries.iter().filter_map(Weak::upgrade).collect()
+        slots.entries.values().filter_map(Weak::upgrade).collect()
     }
 
     /// Applies the timers once: due keepalives and inactivity timeouts.
     pub fn sweep(&self, timeouts: &Timeouts) {
         let now = self.now_secs();
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        for control in slots.entries.iter().filter_map(Weak::upgrade) {
+        for control in slots.entries.values().filter_map(Weak::upgrade) {
             let idle_for = now.saturating_sub(control.last_activity.load(Ordering::Relaxed));
             let phase = control.phase.load(Ordering::Relaxed);
             let limit = if phase == Phase::Unauthenticated as u8 {
@@ -291,7 +353,7 @@ mod tests {
     use super::*;
 
     fn new_table() -> Arc<SessionTable> {
-        SessionTable::new(Governor::new(Policy::with_capacity(100, 100)))
+        SessionTable::new(Governor::new(Policy::with_capacity(100, 100)), Arc::new(PhaseBoard::create(256).unwrap()))
     }
 
     fn register(table: &Arc<SessionTable>) -> Registration {

@@ -66,12 +66,28 @@ pub struct ImapContext {
 }
 
 impl ImapContext {
+    /// Creates the context of a single-process server with its own governor.
     pub fn new(store: Arc<dyn MailStore>, users: Arc<UserDb>, config: Arc<Config>, tls: Arc<TlsAcceptor>) -> Arc<ImapContext> {
+        let governor = roost_governor::Governor::new(config.governor.policy.clone());
+        let policy = &config.governor.policy;
+        let tickets = (policy.max_sessions as usize + policy.max_preauth as usize) * 5 / 4 + 1024;
+        let phases = crate::workers::phases::PhaseBoard::create(tickets).expect("memfd_create works on Linux");
+        let table = SessionTable::new(governor, Arc::new(phases));
+        ImapContext::with_table(store, users, config, tls, table)
+    }
+
+    /// Creates the context around an existing session table.
+    pub fn with_table(
+        store: Arc<dyn MailStore>,
+        users: Arc<UserDb>,
+        config: Arc<Config>,
+        tls: Arc<TlsAcceptor>,
+        sessions: Arc<SessionTable>,
+    ) -> Arc<ImapContext> {
         let tls_limits = TlsLimits {
             handshake_timeout: config.tls.timeout_handshake,
             incoming_bytes_max: config.tls.incoming_bytes_max,
         };
-        let sessions = SessionTable::new(roost_governor::Governor::new(config.governor.policy.clone()));
         Arc::new(ImapContext {
             tls,
             tls_limits,
@@ -86,12 +102,33 @@ impl ImapContext {
     }
 }
 
+/// Makes session ids start at `first`, so that the ids of worker processes
+/// do not overlap in the logs.
+pub fn start_session_ids_at(ctx: &ImapContext, first: u64) {
+    ctx.next_session_id.store(first, Ordering::Relaxed);
+}
+
+/// Returns a new session id, unique in this process.
+pub fn next_session_id(ctx: &ImapContext) -> u64 {
+    ctx.next_session_id.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Where an admitted connection is served.
+#[derive(Clone)]
+pub enum Dispatch {
+    /// In this process.
+    Local,
+    /// In a worker process, handed over by the pool.
+    Workers(Arc<crate::workers::WorkerPool>),
+}
+
 /// Accepts connections until `shutdown` turns true, then requests every session
 /// to send BYE and waits for them to end.
 pub async fn serve(
     listener: TcpListener,
     kind: session::Listener,
     ctx: Arc<ImapContext>,
+    dispatch: Dispatch,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // Accepting through the standard library's socket leaves a refused
@@ -121,14 +158,24 @@ pub async fn serve(
                         // The header takes a read, so it runs in the
                         // connection's own task, never in the accept loop.
                         let ctx = Arc::clone(&ctx);
+                        let dispatch = dispatch.clone();
                         sessions.spawn(async move {
                             let Some(client) = read_proxy_header(&stream, peer, &ctx).await else { return };
                             match ctx.sessions.admit_connection(client.ip()) {
-                                roost_governor::Admission::Admit { ticket, delay, .. } => {
-                                    let id = ctx.next_session_id.fetch_add(1, Ordering::Relaxed);
-                                    let admitted = session::Admitted { ticket, delay };
-                                    session::run(stream, client, ctx, id, kind, admitted).await;
-                                }
+                                roost_governor::Admission::Admit { ticket, delay, .. } => match dispatch {
+                                    Dispatch::Local => {
+                                        let id = next_session_id(&ctx);
+                                        let admitted = session::Admitted { ticket, delay };
+                                        session::run(stream, client, ctx, id, kind, admitted).await;
+                                    }
+                                    Dispatch::Workers(pool) => match stream.into_std() {
+                                        Ok(stream) => pool.hand_over(stream.into(), ticket, client, kind, delay).await,
+                                        Err(err) => {
+                                            warn!(%client, error = %err, "failed to detach a connection for a worker");
+                                            ctx.sessions.abandon(ticket);
+                                        }
+                                    },
+                                },
                                 roost_governor::Admission::Refuse { refusal, .. } => {
                                     if kind == session::Listener::Plain {
                                         let _ = stream.try_write(refusal_line(&refusal).as_bytes());
@@ -140,11 +187,18 @@ pub async fn serve(
                     }
                     match ctx.sessions.admit_connection(peer.ip()) {
                         roost_governor::Admission::Admit { ticket, delay, .. } => {
+                            if let Dispatch::Workers(pool) = &dispatch {
+                                // The worker takes the socket as it is; nothing
+                                // here registers it with this process's reactor.
+                                let pool = Arc::clone(pool);
+                                sessions.spawn(async move { pool.hand_over(stream.into(), ticket, peer, kind, delay).await });
+                                continue;
+                            }
                             let Some(stream) = into_tokio(stream, peer) else {
                                 ctx.sessions.abandon(ticket);
                                 continue;
                             };
-                            let id = ctx.next_session_id.fetch_add(1, Ordering::Relaxed);
+                            let id = next_session_id(&ctx);
                             let admitted = session::Admitted { ticket, delay };
                             sessions.spawn(session::run(stream, peer, Arc::clone(&ctx), id, kind, admitted));
                         }

@@ -514,6 +514,7 @@ mod tests {
             },
             governor: crate::config::GovernorConfig::with_capacity(10, 10),
             metrics_listen: None,
+            workers: crate::config::WorkersConfig::single_process(),
         };
         let tls = crate::tls::TlsAcceptor::load(&config.tls.settings, dir.path()).unwrap();
         let ctx = ImapContext::new(Arc::new(store), Arc::new(users), Arc::new(config), Arc::new(tls));

@@ -73,6 +73,7 @@ pub fn test_config(data_dir: PathBuf, limits: Limits) -> Config {
         limits,
         governor: test_governor(),
         metrics_listen: None,
+        workers: roost_server::config::WorkersConfig::single_process(),
     }
 }
 

@@ -118,7 +118,7 @@ async fn check_password(session: &mut Session, name: String, password: Secret) -
     let ctx = Arc::clone(&session.ctx);
     // Recent failed logins of this user slow every further attempt at it,
     // from any connection.
-    let penalty = ctx.sessions.login_delay(&name);
+    let penalty = ctx.sessions.login_delay(&name).await;
     if !penalty.is_zero() {
         debug!(session = session.id, user = %name, ?penalty, "delaying a login after recent failures");
         tokio::time::sleep(penalty).await;
@@ -136,7 +136,7 @@ async fn check_password(session: &mut Session, name: String, password: Secret) -
         Ok(Err(err)) => return failed_login(session, &name, &err.to_string()).await,
         Err(_) => return failed_login(session, &name, "password check task failed").await,
     }
-    if let Some(refused) = admit_login(session, &name) {
+    if let Some(refused) = admit_login(session, &name).await {
         return refused;
     }
     let account = match ctx.store.account(&name, &ctx.config.imap.default_mailboxes).await {
@@ -153,14 +153,14 @@ async fn check_password(session: &mut Session, name: String, password: Secret) -
 /// Returns the response when it may not: `NO [UNAVAILABLE]` or `NO
 /// [LIMIT]` with a retry hint (RFC 5530), leaving the connection
 /// unauthenticated.
-fn admit_login(session: &Session, name: &str) -> Option<Outcome> {
+async fn admit_login(session: &Session, name: &str) -> Option<Outcome> {
     let ctx = &session.ctx;
     // Groups come from the config's [groups] table and the passwd-file's
     // groups= extra field.
     let from_file = ctx.users.groups(name);
     let from_config = ctx.config.governor.groups.get(name).into_iter().flatten();
     let groups: Vec<&str> = from_config.map(String::as_str).chain(from_file.iter().map(String::as_str)).collect();
-    match ctx.sessions.decide_login(session.ticket(), name, &groups) {
+    match ctx.sessions.decide_login(session.ticket(), name, &groups).await {
         LoginDecision::Admit { .. } | LoginDecision::Preempt { .. } => None,
         LoginDecision::Refuse { refusal, .. } => {
             info!(session = session.id, peer = %session.peer, user = %name, reason = refusal.reason.label(), "login refused by the governor");
@@ -174,7 +174,7 @@ async fn failed_login(session: &mut Session, name: &str, reason: &str) -> Outcom
     // Failures count per source and, for an existing user, per user; the
     // growing delay holds back only this connection's NO.
     let known = session.ctx.users.exists(name).then_some(name);
-    let delay = session.ctx.sessions.login_failed(session.ticket(), known);
+    let delay = session.ctx.sessions.login_failed(session.ticket(), known).await;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
