@@ -80,10 +80,10 @@ pub fn parse_governor(table: &Table, extra_keys: &[&str]) -> Result<GovernorTabl
         match key.as_str() {
             "max_sessions" => max_sessions = count_value(&full, value)?,
             "max_preauth" => max_preauth = count_value(&full, value)?,
-            "waiting_window" => policy.waiting_window = duration_value(&full, value)?,
-            "rotation_hold" => policy.rotation_hold = duration_value(&full, value)?,
+            "waiting_window" => policy.waiting_window = duration_at_least(&full, value, ONE_SECOND)?,
+            "rotation_hold" => policy.rotation_hold = duration_at_least(&full, value, ONE_SECOND)?,
             "greeting_delay_max" => policy.greeting_delay_max = duration_value(&full, value)?,
-            "retry_default" => policy.retry_default = duration_value(&full, value)?,
+            "retry_default" => policy.retry_default = duration_at_least(&full, value, ONE_SECOND)?,
             "login_penalty_base" => policy.login_penalty_base = duration_value(&full, value)?,
             "login_penalty_max" => policy.login_penalty_max = duration_value(&full, value)?,
             "login_penalty_window" => policy.login_penalty_window = duration_value(&full, value)?,
@@ -130,6 +130,11 @@ fn class_value(key: &str, table: &Table, is_default: bool) -> Result<ClassConfig
     let name = match table.get("name") {
         Some(_) if is_default => {
             return Err(format!("key {key}.name: the default class is always named \"{DEFAULT_CLASS_NAME}\"; remove the key"));
+        }
+        Some(value) if value.as_str() == Some(DEFAULT_CLASS_NAME) => {
+            return Err(format!(
+                "key {key}.name: \"{DEFAULT_CLASS_NAME}\" is the name of the class of unmatched connections; choose another name, or set its limits in [governor.default]"
+            ));
         }
         Some(value) => {
             let name = value.as_str().filter(|name| is_class_name(name)).ok_or_else(|| {
@@ -181,7 +186,7 @@ fn class_value(key: &str, table: &Table, is_default: bool) -> Result<ClassConfig
             "user_rate" => user_rate = Some((full.clone(), string_value(&full, value)?.to_owned())),
             "source_burst" => source_burst = Some(whole_value(&full, value, 1)?),
             "user_burst" => user_burst = Some(whole_value(&full, value, 1)?),
-            "lease" => class.lease = Some(duration_value(&full, value)?).filter(|lease| !lease.is_zero()),
+            "lease" => class.lease = Some(duration_at_least(&full, value, ONE_SECOND)?),
             "rotation_rate" => {
                 let rate = value
                     .as_float()
@@ -194,6 +199,12 @@ fn class_value(key: &str, table: &Table, is_default: bool) -> Result<ClassConfig
                 return Err(format!("unknown key {key}.{other}; valid keys are: {}", CLASS_KEYS.join(", ")));
             }
         }
+    }
+    if source_rate.is_none() && source_burst.is_some() {
+        return Err(format!("key {key}.source_burst: set source_rate too, or remove source_burst"));
+    }
+    if user_rate.is_none() && user_burst.is_some() {
+        return Err(format!("key {key}.user_burst: set user_rate too, or remove user_burst"));
     }
     class.source_rate = rate_value(source_rate, source_burst)?;
     class.user_rate = rate_value(user_rate, user_burst)?;
@@ -232,9 +243,29 @@ fn whole_value(key: &str, value: &Value, min: u32) -> Result<u32, String> {
         .ok_or_else(|| format!("key {key}: invalid value {value}; expected a whole number of at least {min}"))
 }
 
+const ONE_SECOND: Duration = Duration::from_secs(1);
+
+/// Longest duration accepted, so that deadlines computed from it cannot
+/// overflow: a year is far beyond any useful setting.
+const DURATION_MAX: Duration = Duration::from_secs(365 * 24 * 3600);
+
 fn duration_value(key: &str, value: &Value) -> Result<Duration, String> {
-    let text = string_value(key, value)?;
-    parse_duration(text).map_err(|why| format!("key {key}: {why}"))
+    let text = value
+        .as_str()
+        .ok_or_else(|| format!("key {key}: invalid value {value}; expected a duration in quotes, such as \"30s\" or \"15m\""))?;
+    let duration = parse_duration(text).map_err(|why| format!("key {key}: {why}"))?;
+    if duration > DURATION_MAX {
+        return Err(format!("key {key}: invalid value {value}; expected at most 365d"));
+    }
+    Ok(duration)
+}
+
+fn duration_at_least(key: &str, value: &Value, min: Duration) -> Result<Duration, String> {
+    let duration = duration_value(key, value)?;
+    if duration < min {
+        return Err(format!("key {key}: invalid value {value}; expected at least {}", crate::policy::format_duration(min)));
+    }
+    Ok(duration)
 }
 
 fn string_value<'a>(key: &str, value: &'a Value) -> Result<&'a str, String> {
@@ -314,6 +345,12 @@ mod tests {
             ("[[governor.class]]\nname = \"a\"\nlimt = 3", "unknown key governor.class[0].limt"),
             ("[governor.default]\nnetworks = [\"10.0.0.0/8\"]", "the default class matches what no other class does"),
             ("[governor.default]\nname = \"x\"", "always named \"default\""),
+            ("[[governor.class]]\nname = \"default\"", "choose another name"),
+            ("[[governor.class]]\nname = \"a\"\nlease = 20", "expected a duration in quotes"),
+            ("[[governor.class]]\nname = \"a\"\nlease = \"400d\"", "expected at most 365d"),
+            ("[[governor.class]]\nname = \"a\"\nlease = \"0s\"", "expected at least 1s"),
+            ("[governor]\nwaiting_window = \"0s\"", "expected at least 1s"),
+            ("[[governor.class]]\nname = \"a\"\nsource_burst = 3", "set source_rate too"),
         ];
         for (text, expected) in cases {
             let err = parse(text).unwrap_err();

@@ -54,7 +54,7 @@ impl Refusal {
     }
 
     /// Returns the human-readable text after the code, such as
-    /// `server is full, retry in 30 s`.
+    /// `no slot is free for this class of client, retry in 30 s`.
     pub fn text(&self) -> String {
         format!("{}, retry in {} s", self.reason.describe(), retry_seconds(self.retry_after))
     }
@@ -180,7 +180,7 @@ impl Reason {
         match self {
             Reason::Connected | Reason::FreeSlot | Reason::RotationSlot => "admitted",
             Reason::PreauthFull => "too many connections are waiting to log in",
-            Reason::Capacity => "server is full",
+            Reason::Capacity => "no slot is free for this class of client",
             Reason::ClassLimit => "all slots for this class of client are in use",
             Reason::PerUserMax => "too many sessions for this user",
             Reason::PerSourceMax => "too many connections from this address",
@@ -203,7 +203,7 @@ mod tests {
     fn refusal_text_carries_retry_hint() {
         let refusal = Refusal { reason: Reason::Capacity, retry_after: Duration::from_millis(2500) };
         assert_eq!(refusal.code(), "UNAVAILABLE");
-        assert_eq!(refusal.text(), "server is full, retry in 3 s");
+        assert_eq!(refusal.text(), "no slot is free for this class of client, retry in 3 s");
     }
 
     #[test]

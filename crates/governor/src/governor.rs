@@ -27,6 +27,9 @@ use crate::share::{Claim, fair_shares};
 /// stays cheap even when most candidates are busy.
 const VICTIM_SCAN_MAX: usize = 64;
 
+/// Maximum number of oldest sessions a retry estimate looks at.
+const RETRY_SCAN_MAX: usize = 16;
+
 /// Maximum number of sessions one rotation looks at for an expired lease.
 const LEASE_SCAN_MAX: usize = 4 * VICTIM_SCAN_MAX;
 
@@ -621,7 +624,7 @@ impl Governor {
                 }
             };
             let victim_class = self.connections[victim.0 as usize].class;
-            let victim_retry = self.retry_estimate(victim_class);
+            let victim_retry = self.retry_estimate(now, victim_class);
             self.evict(now, victim);
             self.count(victim_class, DecisionKind::Rotate, reason);
             self.admit(now, ticket, class, user_index);
@@ -632,7 +635,7 @@ impl Governor {
         let at_limit = self.class_config(class).limit.is_some_and(|limit| self.occupied(class) >= limit);
         let reason = if at_limit { Reason::ClassLimit } else { Reason::Capacity };
         self.enqueue(now, class, user_index);
-        let retry = self.retry_estimate(class);
+        let retry = self.retry_estimate(now, class);
         self.refuse_login(class, reason, retry)
     }
 
@@ -735,11 +738,26 @@ impl Governor {
     /// Estimates when a client refused or rotated in `class` gets a slot:
     /// with rotation, the waiting users take turns of one lease each;
     /// without it, the default hint.
-    fn retry_estimate(&self, class: u16) -> Duration {
+    /// Estimates when a client refused or rotated in `class` gets a slot.
+    /// With rotation: the time until the first session of the class may be
+    /// rotated, plus one lease for every round of turns the users already
+    /// waiting take (waiting users over slots). Without rotation: the
+    /// default hint.
+    fn retry_estimate(&self, now: Time, class: u16) -> Duration {
         let Some(lease) = self.class_config(class).lease else { return self.policy.retry_default };
         let state = &self.classes[usize::from(class)];
-        let turns = f64::from(state.waiting.max(1)) / f64::from(self.occupied(class).max(1));
-        lease.mul_f64(turns.min(1.0)).max(Duration::from_secs(1))
+        let first_due = state
+            .by_age
+            .iter()
+            .take(RETRY_SCAN_MAX)
+            .map(|(since, ticket)| {
+                let permille = self.connections[ticket.0 as usize].lease_permille;
+                since.after(lease * u32::from(permille) / 1000)
+            })
+            .min()
+            .map_or(Duration::ZERO, |due| due.since(now));
+        let rounds = f64::from(state.waiting) / f64::from(self.occupied(class).max(1));
+        (first_due + lease.mul_f64(rounds.min(1_000.0))).max(Duration::from_secs(1))
     }
 
     fn admit(&mut self, now: Time, ticket: Ticket, class: u16, user: u32) {
@@ -1055,7 +1073,7 @@ impl Governor {
             if let Some(bucket) = self.classes[usize::from(class)].rotation_bucket.as_mut() {
                 let _ = bucket.take(&rate, now);
             }
-            let retry_after = self.retry_estimate(class);
+            let retry_after = self.retry_estimate(now, class);
             self.evict(now, victim);
             let hold = self.policy.rotation_hold;
             self.classes[usize::from(class)].set_aside.push_back(now.after(hold));

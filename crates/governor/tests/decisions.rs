@@ -539,3 +539,15 @@ fn idle_users_and_sources_are_forgotten() {
     let (ticket, _) = session(&mut governor, at(1000), "192.0.2.1", "fresh");
     assert_eq!(governor.session(ticket).unwrap().user, Some("fresh"));
 }
+
+#[test]
+fn retry_hint_counts_to_first_rotation() {
+    let mut governor = Governor::new(rotation_policy());
+    // Two sessions from the queue-less start come due between 30 s and 60 s.
+    session(&mut governor, at(0), "192.0.2.1", "a");
+    session(&mut governor, at(0), "192.0.2.1", "b");
+    let (_, decision) = session(&mut governor, at(5), "192.0.2.1", "c");
+    let LoginDecision::Refuse { refusal, .. } = decision else { panic!("{decision:?}") };
+    assert!(refusal.retry_after >= Duration::from_secs(25), "{refusal:?}");
+    assert!(refusal.retry_after <= Duration::from_secs(56 + 30), "{refusal:?}");
+}

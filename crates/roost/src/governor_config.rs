@@ -87,6 +87,8 @@ pub fn apply_groups(groups: &mut HashMap<String, Vec<String>>, table: &toml::Tab
         let members = members.as_array().ok_or_else(invalid)?;
         for member in members {
             let user = member.as_str().ok_or_else(invalid)?;
+            roost_auth::validate_user_name(user)
+                .map_err(|why| format!("key groups.{group}: invalid user name \"{user}\": {why}"))?;
             groups.entry(user.to_owned()).or_default().push(group.clone());
         }
     }
@@ -227,6 +229,7 @@ mod tests {
             ("[governor]\ntrusted_proxies = [\"x\"]", "key governor.trusted_proxies: invalid value \"x\""),
             ("[governor]\nproxy_header_timeout = \"1ms\"", "expected at least 100ms"),
             ("[groups]\nstaff = \"alice\"", "key groups.staff: invalid value \"alice\""),
+            ("[groups]\nstaff = [\"bad user\"]", "key groups.staff: invalid user name \"bad user\""),
             ("[governor]\nmax_sessions = 10\n[[governor.class]]\nname = \"a\"\nreserved = 20", "reserve 20 slots but max_sessions is 10"),
             ("[governor]\nbogus = 1", "unknown key governor.bogus"),
         ];

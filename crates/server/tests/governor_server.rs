@@ -94,7 +94,7 @@ fn capacity_refuses_login_and_keeps_connection() {
     let mut second = Raw::connect(server.imap);
     second.line();
     let response = second.command("a1", "LOGIN bob builder");
-    assert!(response.starts_with("a1 NO [UNAVAILABLE] server is full, retry in "), "{response:?}");
+    assert!(response.starts_with("a1 NO [UNAVAILABLE] no slot is free for this class of client, retry in "), "{response:?}");
     let response = second.command("a2", "NOOP");
     assert!(response.starts_with("a2 OK"), "the connection stays usable: {response:?}");
 }
