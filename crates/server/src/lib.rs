@@ -75,6 +75,20 @@ pub struct Running {
     pool: Option<Arc<workers::WorkerPool>>,
 }
 
+/// Largest listen backlog asked for; the kernel caps it at
+/// `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 65_535;
+
+/// Binds a listener with a backlog deep enough for a reconnect storm:
+/// connections the kernel completed wait there until Roost accepts them,
+/// and an overflow makes clients retry their SYN a second later.
+async fn bind_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Returns the number of phase board slots: every ticket the governor can
 /// hand out, with room for sessions that are being closed.
 fn phase_board_len(config: &Config) -> usize {
@@ -161,7 +175,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let mut tasks = Vec::new();
     let mut imap_address = None;
     if let Some(address) = config.imap_listen {
-        let listener = TcpListener::bind(address)
+        let listener = bind_listener(address)
             .await
             .with_context(|| format!("failed to listen for IMAP on {address}"))?;
         let bound = listener.local_addr()?;
@@ -173,7 +187,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let mut imaps_address = None;
     if let Some(address) = config.imaps_listen {
-        let listener = TcpListener::bind(address)
+        let listener = bind_listener(address)
             .await
             .with_context(|| format!("failed to listen for IMAP over TLS on {address}"))?;
         let bound = listener.local_addr()?;
@@ -185,7 +199,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let mut lmtp_address = None;
     if let Some(address) = config.lmtp_listen {
-        let listener = TcpListener::bind(address)
+        let listener = bind_listener(address)
             .await
             .with_context(|| format!("failed to listen for LMTP on {address}"))?;
         let bound = listener.local_addr()?;
