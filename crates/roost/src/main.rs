@@ -179,6 +179,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::umask(0o077);
     }
+    return_large_blocks_at_once();
     // clap prints its own usage errors and exits with code 2.
     let cli = Cli::parse();
     match run(cli.command) {
@@ -193,6 +194,23 @@ fn main() -> ExitCode {
             }
             err.exit_code()
         }
+    }
+}
+
+/// Size from which the allocator maps each block on its own and unmaps it on
+/// free.
+const MMAP_THRESHOLD_BYTES: libc::c_int = 256 * 1024;
+
+/// Fixes the allocator's mmap threshold. By default glibc raises the
+/// threshold past the largest block freed so far, so after one login the
+/// password hash's working memory (megabytes) comes from the heap instead,
+/// and each thread's arena keeps it after a login storm: hundreds of
+/// megabytes a process that idle sessions never use again.
+fn return_large_blocks_at_once() {
+    // SAFETY: mallopt only changes allocator tuning; it runs before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
     }
 }
 

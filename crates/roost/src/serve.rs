@@ -43,8 +43,11 @@ pub fn init_logging(flag: Option<&str>, from_file: Option<&str>) -> Result<(), C
     Ok(())
 }
 
-/// Runs the server until SIGTERM or SIGINT and its graceful shutdown end.
-/// SIGHUP rereads the TLS certificate and key without dropping sessions.
+/// Threads a worker runs store and password work on. Tokio's default of
+/// 512 per process, times dozens of workers, would let a login storm start
+/// thousands of threads, each with its own stack.
+const WORKER_BLOCKING_THREADS_MAX: usize = 16;
+
 /// Descriptors each process keeps free of sessions: the store's
 /// connections and files, listeners, the links to workers, logs.
 const DESCRIPTORS_RESERVED: u64 = 1024;
@@ -103,6 +106,7 @@ pub fn run_worker(settings: Settings, index: usize) -> Result<(), CliError> {
     // One thread: the supervisor spreads sessions over many workers, and a
     // worker's blocking work (store, password checks) runs on the blocking pool.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(WORKER_BLOCKING_THREADS_MAX)
         .enable_all()
         .build()
         .map_err(|err| CliError::Runtime(format!("starting the tokio runtime failed: {err}")))?;
@@ -123,6 +127,8 @@ pub fn run_worker(settings: Settings, index: usize) -> Result<(), CliError> {
     })
 }
 
+/// Runs the server until SIGTERM or SIGINT and its graceful shutdown end.
+/// SIGHUP rereads the TLS certificate and key without dropping sessions.
 pub fn run(settings: Settings) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -229,11 +229,19 @@ impl Server {
     /// TOML config file. The flags still choose the data folder and the
     /// port-0 listeners.
     pub fn start_with_config(users: &[(&str, &str)], config: &str) -> Server {
+        Server::start_prepared(config, |data_dir| {
+            for (name, password) in users {
+                add_user(data_dir, name, password);
+            }
+        })
+    }
+
+    /// Starts `roost serve` like [`Server::start_with_config`], after
+    /// `prepare` has filled the data folder (with users, say).
+    pub fn start_prepared(config: &str, prepare: impl FnOnce(&Path)) -> Server {
         let temp = tempfile::tempdir().unwrap();
         let data_dir = temp.path().join("data");
-        for (name, password) in users {
-            add_user(&data_dir, name, password);
-        }
+        prepare(&data_dir);
         let config_path = temp.path().join("roost.toml");
         std::fs::write(&config_path, config).unwrap();
         let args = [
@@ -354,6 +362,25 @@ pub fn add_user(data_dir: &Path, name: &str, password: &str) {
     assert!(
         output.status.success(),
         "roost user add {name} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Imports `passwd`, a users file in passwd-file format, with `roost user
+/// import`.
+pub fn import_users(data_dir: &Path, passwd: &str) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), passwd).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(["user", "import"])
+        .arg(file.path())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "roost user import failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
 }
