@@ -241,7 +241,10 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::User { command } => run_user(command),
         Command::Who { location } => who(&data_dir(&location)?),
         Command::Simulate(args) => {
-            let table = roost_sim::run(&args).map_err(|err| CliError::Runtime(format!("{err:#}")))?;
+            let table = roost_sim::run(&args).map_err(|err| match err {
+                roost_sim::SimulateError::Invalid(message) => CliError::Usage(message),
+                roost_sim::SimulateError::Failed(err) => CliError::Runtime(format!("{err:#}")),
+            })?;
             print!("{table}");
             Ok(())
         }

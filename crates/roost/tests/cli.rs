@@ -563,7 +563,17 @@ fn simulate_bad_scenario_is_one_line() {
     fs::write(&file, "[scenario]\nname = \"bad\"\nduration = \"soon\"\n").unwrap();
     let output = roost(&["simulate", path_arg(&file)], b"");
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("duration"), "{stderr}");
+}
+
+#[test]
+fn simulate_missing_scenario_exits_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("absent.toml");
+    let output = roost(&["simulate", path_arg(&file)], b"");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("absent.toml: cannot read the file"), "{stderr}");
 }

@@ -48,28 +48,55 @@ pub struct SimulateArgs {
     pub font: Option<PathBuf>,
 }
 
+/// Why a simulation run failed.
+#[derive(Debug)]
+pub enum SimulateError {
+    /// The options or the scenario file are invalid; nothing ran.
+    Invalid(String),
+    /// A file could not be read or written, or a run failed.
+    Failed(anyhow::Error),
+}
+
+impl std::fmt::Display for SimulateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SimulateError::Invalid(message) => f.write_str(message),
+            SimulateError::Failed(err) => write!(f, "{err:#}"),
+        }
+    }
+}
+
+impl From<anyhow::Error> for SimulateError {
+    fn from(err: anyhow::Error) -> Self {
+        SimulateError::Failed(err)
+    }
+}
+
 /// Runs the scenario under the chosen policies, writes the JSON and the
 /// plot when asked, and returns the table to print.
-pub fn run(args: &SimulateArgs) -> anyhow::Result<String> {
+pub fn run(args: &SimulateArgs) -> Result<String, SimulateError> {
     let kinds = match &args.policies {
         Some(names) if !names.is_empty() => names
             .iter()
             .map(|name| PolicyKind::from_name(name.trim()))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(anyhow::Error::msg)?,
+            .map_err(SimulateError::Invalid)?,
         _ => PolicyKind::ALL.to_vec(),
     };
-    let mut scenario = load_scenario(&args.scenario).map_err(anyhow::Error::msg)?;
+    let text = std::fs::read_to_string(&args.scenario)
+        .with_context(|| format!("{}: cannot read the file", args.scenario.display()))?;
+    let mut scenario =
+        parse_scenario(&text, &args.scenario.display().to_string()).map_err(SimulateError::Invalid)?;
     if let Some(seed) = args.seed {
         scenario.seed = seed;
     }
     // Check the font before spending time on the runs.
     let font = args.font.clone().unwrap_or_else(|| PathBuf::from(plot::DEFAULT_FONT));
     if args.plot.is_some() && !font.is_file() {
-        anyhow::bail!(
+        return Err(SimulateError::Invalid(format!(
             "font file {} not found; install the Debian package fonts-dejavu-core or pass --font with a .ttf file",
             font.display()
-        );
+        )));
     }
 
     let (report, runs) = simulate_all(&scenario, &kinds).map_err(anyhow::Error::msg)?;

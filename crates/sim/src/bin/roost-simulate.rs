@@ -18,8 +18,11 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("roost-simulate: {err:#}");
-            std::process::ExitCode::FAILURE
+            eprintln!("roost-simulate: {err}");
+            match err {
+                roost_sim::SimulateError::Invalid(_) => std::process::ExitCode::from(2),
+                roost_sim::SimulateError::Failed(_) => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }
