@@ -19,6 +19,7 @@ pub mod imap;
 pub mod lmtp;
 pub mod metrics;
 pub mod proxy_protocol;
+pub mod tasks;
 pub mod tls;
 pub mod transport;
 pub mod workers;

@@ -862,16 +862,14 @@ pub async fn claim_recent_once(store: &dyn MailStore) {
 }
 
 /// Waits until the receiver's value is at least `modseq`.
-async fn wait_for(receiver: &mut tokio::sync::watch::Receiver<ModSeq>, modseq: ModSeq, what: &str) {
-    let reached = tokio::time::timeout(WAKE_TIMEOUT, receiver.wait_for(|value| *value >= modseq))
-        .await
-        .map(|waited| waited.is_ok());
+async fn wait_for(receiver: &mut crate::ChangeReceiver, modseq: ModSeq, what: &str) {
+    let reached = tokio::time::timeout(WAKE_TIMEOUT, receiver.wait_until(modseq)).await;
     match reached {
-        Ok(true) => {}
-        Ok(false) => panic!("watch channel closed while waiting for {what}"),
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => panic!("change channel closed while waiting for {what}"),
         Err(_) => panic!(
             "watcher not woken within {WAKE_TIMEOUT:?} after {what}: its value is {}",
-            *receiver.borrow()
+            receiver.current()
         ),
     }
 }
@@ -881,7 +879,7 @@ pub async fn watch_wakes_on_changes(store: &dyn MailStore) {
     let inbox = mailbox_id(store, account, "INBOX").await;
     let mut receiver = store.watch(inbox);
     assert_eq!(
-        *receiver.borrow_and_update(),
+        receiver.mark_seen(),
         store.status(inbox).await.unwrap().highest_modseq
     );
 
@@ -906,7 +904,7 @@ pub async fn watch_wakes_on_changes(store: &dyn MailStore) {
 
     let mut second = store.watch(inbox);
     assert_eq!(
-        *second.borrow_and_update(),
+        second.mark_seen(),
         expunged,
         "a new watcher starts at the current MODSEQ"
     );
@@ -957,7 +955,7 @@ pub async fn deleted_mailbox_is_gone(store: &dyn MailStore) {
     let doomed = store.create_mailbox(account, "Doomed", None).await.unwrap();
     append_labels(store, doomed, &["a"]).await;
     let mut receiver = store.watch(doomed);
-    let held = *receiver.borrow_and_update();
+    let held = receiver.mark_seen();
 
     store.delete_mailbox(account, "Doomed").await.unwrap();
     wait_for(&mut receiver, held + 1, "a delete").await;

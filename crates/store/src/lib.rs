@@ -20,11 +20,10 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::watch;
 
 pub use error::StoreError;
 pub use model::*;
-pub use notify::ChangeNotifier;
+pub use notify::{ChangeNotifier, ChangeReceiver, Closed};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -133,7 +132,7 @@ pub trait MailStore: Send + Sync + 'static {
     /// every committed change to the mailbox's messages, and also when the
     /// mailbox is deleted. Call it before taking the snapshot it guards, so
     /// that no change falls between the two.
-    fn watch(&self, mailbox: MailboxId) -> watch::Receiver<ModSeq>;
+    fn watch(&self, mailbox: MailboxId) -> ChangeReceiver;
 }
 
 /// The result of [`MailStore::expunged_since`].

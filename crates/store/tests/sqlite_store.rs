@@ -303,8 +303,8 @@ async fn change_log_kept_to_limit() {
 }
 
 /// Waits until `receiver` holds at least `modseq`, or fails after 5 s.
-async fn wait_for_modseq(receiver: &mut tokio::sync::watch::Receiver<roost_store::ModSeq>, modseq: roost_store::ModSeq) {
-    tokio::time::timeout(Duration::from_secs(5), receiver.wait_for(|value| *value >= modseq))
+async fn wait_for_modseq(receiver: &mut roost_store::ChangeReceiver, modseq: roost_store::ModSeq) {
+    tokio::time::timeout(Duration::from_secs(5), receiver.wait_until(modseq))
         .await
         .expect("the change reached the other store within 5 s")
         .unwrap();
@@ -336,5 +336,5 @@ async fn other_process_changes_reach_watchers() {
     }
     let modseq = writer.mailbox(account, "INBOX").await.unwrap().unwrap().highest_modseq;
     wait_for_modseq(&mut receiver, modseq).await;
-    assert_eq!(*receiver.borrow(), modseq);
+    assert_eq!(receiver.current(), modseq);
 }

@@ -4,7 +4,7 @@
 //! A session registers a small [`SessionControl`] and stamps it with the
 //! time of its last activity. No session owns a timer: one sweeper task
 //! walks the table at a fixed tick and wakes sessions, through their
-//! control's `Notify`, to send an IDLE keepalive or to log out for
+//! control's waker, to send an IDLE keepalive or to log out for
 //! inactivity. Shutdown goes through the same path. The table belongs to
 //! the server instance that created it, never to the process, so several
 //! servers (or later several worker processes) keep separate tables.
@@ -15,12 +15,12 @@
 
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
 
 use roost_governor::{Governor, Reason, Ticket};
-use tokio::sync::Notify;
 
 use crate::workers::link::SupervisorLink;
 use crate::workers::phases::PhaseBoard;
@@ -67,8 +67,10 @@ pub struct SessionControl {
     /// Why the governor evicted the session: the index of its reason in
     /// [`Reason::ALL`] in the top byte, the retry hint in seconds below.
     eviction: AtomicU32,
-    /// Wakes the session when `requests` gains a bit.
-    pub wake: Notify,
+    /// The session's task, woken when `requests` gains a bit. A waker
+    /// slot rather than a `Notify`, so the waiting session polls it in
+    /// place and keeps no future for it.
+    waker: Mutex<Option<Waker>>,
 }
 
 impl SessionControl {
@@ -79,7 +81,26 @@ impl SessionControl {
 
     fn request(&self, bits: u8) {
         self.requests.fetch_or(bits, Ordering::AcqRel);
-        self.wake.notify_one();
+        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Polls for pending requests without taking them.
+    pub fn poll_requests(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.requests.load(Ordering::Acquire) != 0 {
+            return Poll::Ready(());
+        }
+        {
+            let mut waker = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+            if !waker.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
+                *waker = Some(cx.waker().clone());
+            }
+        }
+        // Checked again with the waker in place, so a request made between
+        // the first check and the registration is not missed.
+        if self.requests.load(Ordering::Acquire) != 0 { Poll::Ready(()) } else { Poll::Pending }
     }
 
     /// Asks the session to close with `* BYE [UNAVAILABLE]` once it is
@@ -250,7 +271,7 @@ impl SessionTable {
             phase: AtomicU8::new(Phase::Unauthenticated as u8),
             requests: AtomicU8::new(0),
             eviction: AtomicU32::new(0),
-            wake: Notify::new(),
+            waker: Mutex::new(None),
         });
         self.phases.set(ticket, Phase::Unauthenticated as u8);
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());

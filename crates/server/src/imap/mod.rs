@@ -35,7 +35,6 @@ use roost_store::MailStore;
 use tokio::io::unix::AsyncFd;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
@@ -146,7 +145,7 @@ pub async fn serve(
             return;
         }
     };
-    let mut sessions = JoinSet::new();
+    let sessions = crate::tasks::TaskCount::new();
     let mut accept_failures = 0u32;
     loop {
         tokio::select! {
@@ -223,13 +222,12 @@ pub async fn serve(
                 }
             },
             _ = shutdown.changed() => break,
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
         }
     }
     drop(listener);
     info!(listener = ?kind, sessions = ctx.sessions.len(), "IMAP listener closed; ending sessions");
     ctx.sessions.shutdown_all();
-    while sessions.join_next().await.is_some() {}
+    sessions.all_ended().await;
 }
 
 /// Waits for the next connection on `listener`.

@@ -30,7 +30,7 @@ pub async fn sync(session: &mut Session, out: &mut Output, allow_expunge: bool) 
     let Some(selected) = session.selected_mut() else {
         return;
     };
-    let current = *selected.changes.borrow_and_update();
+    let current = selected.changes.mark_seen();
     if current <= selected.view.highest_modseq {
         selected.own_changes.clear();
         return;

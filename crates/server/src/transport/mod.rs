@@ -3,7 +3,7 @@
 //! no boxing and a plaintext session pays nothing for TLS.
 //!
 //! A [`Transport`] offers the calls the session driver makes on a socket
-//! (`readable`, `try_read`, `write_all`, `shutdown`) plus
+//! (`poll_read_ready`, `try_read`, `write_all`, `shutdown`) plus
 //! [`Transport::release_buffers`], which frees TLS buffers while the session
 //! waits, and [`Transport::start_tls`] for STARTTLS.
 //!
@@ -79,12 +79,13 @@ impl Transport {
         Transport::accept_tls(socket, acceptor, limits).await
     }
 
-    /// Waits until [`Transport::try_read`] may return data or the end of
-    /// the stream. Wake-ups can be spurious.
-    pub async fn readable(&self) -> io::Result<()> {
+    /// Polls until [`Transport::try_read`] may return data or the end of
+    /// the stream. Wake-ups can be spurious. A poll rather than a future,
+    /// so the waiting session keeps no state for it.
+    pub fn poll_read_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
         match self {
-            Transport::Plain(socket) => socket.readable().await,
-            Transport::Tls(session) => session.readable().await,
+            Transport::Plain(socket) => socket.poll_read_ready(cx),
+            Transport::Tls(session) => session.poll_read_ready(cx),
         }
     }
 

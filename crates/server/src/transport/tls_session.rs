@@ -202,15 +202,15 @@ impl TlsSession {
         }
     }
 
-    /// Waits until [`TlsSession::try_read`] may have something: returns at
+    /// Polls until [`TlsSession::try_read`] may have something: ready at
     /// once when decrypted bytes, unprocessed records or the end of the
-    /// stream are pending, else waits for the socket. A wake-up can be
-    /// spurious, as with [`TcpStream::readable`].
-    pub async fn readable(&self) -> io::Result<()> {
+    /// stream are pending, else when the socket is. A wake-up can be
+    /// spurious, as with [`TcpStream::poll_read_ready`].
+    pub fn poll_read_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
         if self.state.has_pending_input() {
-            return Ok(());
+            return std::task::Poll::Ready(Ok(()));
         }
-        self.socket.readable().await
+        self.socket.poll_read_ready(cx)
     }
 
     /// Reads decrypted bytes into `buf` without waiting. Returns 0 at the

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::task::JoinSet;
 use tokio_seqpacket::UnixSeqpacket;
 use tokio_seqpacket::ancillary::OwnedAncillaryMessage;
 use tracing::{info, warn};
@@ -35,14 +34,11 @@ pub async fn run_worker(config: Config, socket: UnixSeqpacket, phases: std::fs::
     imap::start_session_ids_at(&ctx, (index as u64 + 1) << 40);
     info!(worker = index, "worker ready");
 
-    let mut sessions = JoinSet::new();
+    let sessions = crate::tasks::TaskCount::new();
     let mut buffer = vec![0u8; MESSAGE_BYTES_MAX];
     let mut attachment = [0u8; 64];
     loop {
-        let received = tokio::select! {
-            received = socket.recv_with_ancillary(&mut buffer, &mut attachment) => received,
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
-        };
+        let received = socket.recv_with_ancillary(&mut buffer, &mut attachment).await;
         let (info, ancillary) = match received {
             Ok(received) => received,
             Err(err) => {
@@ -122,7 +118,7 @@ pub async fn run_worker(config: Config, socket: UnixSeqpacket, phases: std::fs::
     }
 
     ctx.sessions.shutdown_all();
-    let ended = async { while sessions.join_next().await.is_some() {} };
+    let ended = sessions.all_ended();
     if tokio::time::timeout(config.shutdown_grace + Duration::from_secs(1), ended).await.is_err() {
         warn!(worker = index, "sessions still open after the shutdown grace period; exiting anyway");
     }

@@ -90,7 +90,7 @@ pub async fn connect(
 pub async fn read_some(transport: &mut Transport, buf: &mut [u8]) -> std::io::Result<usize> {
     loop {
         transport.release_buffers();
-        transport.readable().await?;
+        std::future::poll_fn(|cx| transport.poll_read_ready(cx)).await?;
         match transport.try_read(buf) {
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
             result => return result,

@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::Connection;
-use tokio::sync::watch;
 
 use self::blobs::BlobDir;
 use self::mailboxes::canonical_name;
@@ -41,6 +40,7 @@ use self::poller::{Poller, PollerSettings};
 use self::readers::Readers;
 use self::writer::{Writer, WriterLimits};
 use crate::{
+    ChangeReceiver,
     AccountId, Appended, BlobId, ChangeNotifier, Copied, FlagChanges, FlagOp, Flags, MailStore,
     MailboxId, MailboxInfo, MailboxStatus, MessageRecord, ModSeq, NewMessage, Result, Snapshot,
     StoreError, Uid, Vanished,
@@ -447,7 +447,7 @@ impl MailStore for SqliteStore {
     /// query on the calling thread. It is 0 if the mailbox does not exist
     /// or the read fails. Call this before taking the snapshot it guards,
     /// so that no change falls between the two.
-    fn watch(&self, mailbox: MailboxId) -> watch::Receiver<ModSeq> {
+    fn watch(&self, mailbox: MailboxId) -> ChangeReceiver {
         self.notifier.subscribe(mailbox, || {
             let conn = self.peek.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             match mailboxes::highest_modseq(&conn, mailbox) {

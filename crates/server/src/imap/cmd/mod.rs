@@ -105,7 +105,7 @@ const SELECTED_MAILBOX_DELETED: &str = "Selected mailbox was deleted; log in aga
 /// view, which keeps this check off the common path.
 pub async fn selected_mailbox_gone(session: &Session) -> bool {
     let Some(selected) = session.selected() else { return false };
-    if *selected.changes.borrow() <= selected.view.highest_modseq {
+    if selected.changes.current() <= selected.view.highest_modseq {
         return false;
     }
     matches!(session.ctx.store.status(selected.id).await, Err(StoreError::MailboxGone(_)))

@@ -49,7 +49,7 @@ pub async fn select(session: &mut Session, mailbox: &Mailbox<'_>, read_only: boo
         Err(err) => return super::store_failure(session, err),
     };
     let mut changes = ctx.store.watch(info.id);
-    let current = *changes.borrow_and_update();
+    let current = changes.mark_seen();
     let view = match ctx.views.current(ctx.store.as_ref(), info.id, current).await {
         Ok(view) => view,
         Err(err) => return super::store_failure(session, err),
