@@ -1,15 +1,20 @@
-//! The `Secret` wrapper that keeps passwords out of logs.
+//! The `Secret` wrapper that keeps passwords out of logs and clears them
+//! from memory.
 //!
-//! This module owns only the redaction. Schemes and the passwd-file are
-//! outside it.
+//! This module owns only the redaction and the clearing. Schemes and the
+//! passwd-file are outside it.
 
 use std::fmt;
+
+use zeroize::Zeroize;
 
 /// A password as the client or the administrator typed it.
 ///
 /// `Debug` and `Display` print `/* redacted */`, so a `Secret` inside an
 /// error, a log field or a `dbg!` never shows the password. Code that needs
 /// the bytes calls [`Secret::expose`] at the one place it hashes them.
+/// Dropping a `Secret` overwrites its buffer with zeros; copies made
+/// through `expose` are the caller's to clear.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -45,6 +50,12 @@ impl From<String> for Secret {
 impl From<&str> for Secret {
     fn from(password: &str) -> Secret {
         Secret(password.to_owned())
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
     }
 }
 
