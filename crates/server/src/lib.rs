@@ -100,35 +100,48 @@ fn phase_board_len(config: &Config) -> usize {
 
 /// Opens the store, the users and the TLS configuration of the data folder.
 pub(crate) async fn open_data(config: &Config) -> anyhow::Result<(Arc<dyn MailStore>, Arc<UserDb>, Arc<TlsAcceptor>)> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("failed to create the data folder {}", config.data_dir.display()))?;
+    let store = open_store(config).await?;
     let data_dir = config.data_dir.clone();
-    let limits = config.limits.clone();
-    let (store, users) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let store = SqliteStore::open_with(&data_dir, store_options(&limits))
-            .with_context(|| format!("failed to open the store in {}", data_dir.display()))?;
-        let users = UserDb::open(&data_dir)
-            .with_context(|| format!("failed to open the users in {}", data_dir.display()))?;
-        Ok((store, users))
+    let users = tokio::task::spawn_blocking(move || {
+        UserDb::open(&data_dir).with_context(|| format!("failed to open the users in {}", data_dir.display()))
     })
     .await??;
-    let store: Arc<dyn MailStore> = Arc::new(store);
     let users = Arc::new(users);
-    info!(data_dir = %config.data_dir.display(), "store opened");
     if users.is_empty() {
         info!(
             "no users yet; add one with: roost user add NAME --data-dir {}",
             config.data_dir.display()
         );
     }
+    let tls = open_tls(config).await?;
+    Ok((store, users, tls))
+}
 
+/// Opens the store in the data folder, creating the folder if needed.
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn MailStore>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("failed to create the data folder {}", config.data_dir.display()))?;
+    let data_dir = config.data_dir.clone();
+    let limits = config.limits.clone();
+    let store = tokio::task::spawn_blocking(move || {
+        SqliteStore::open_with(&data_dir, store_options(&limits))
+            .with_context(|| format!("failed to open the store in {}", data_dir.display()))
+    })
+    .await??;
+    info!(data_dir = %config.data_dir.display(), "store opened");
+    Ok(Arc::new(store))
+}
+
+/// Loads the TLS configuration: the configured certificate, or the
+/// development certificate in the data folder.
+pub(crate) async fn open_tls(config: &Config) -> anyhow::Result<Arc<TlsAcceptor>> {
     // Loading reads, and on first start writes, certificate files.
     let tls_settings = config.tls.settings.clone();
     let data_dir = config.data_dir.clone();
     let tls = tokio::task::spawn_blocking(move || TlsAcceptor::load(&tls_settings, &data_dir))
         .await?
         .context("failed to set up TLS")?;
-    Ok((store, users, Arc::new(tls)))
+    Ok(Arc::new(tls))
 }
 
 /// Returns the session timers the sweeper applies.
@@ -151,8 +164,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let governor = roost_governor::Governor::new(config.governor.policy.clone());
     let phases = Arc::new(workers::phases::PhaseBoard::create(phase_board_len(&config)).context("failed to create the phase board")?);
     let table = imap::control::SessionTable::new(governor, phases);
-    let imap_context =
-        imap::ImapContext::with_table(Arc::clone(&store), Arc::clone(&users), Arc::clone(&config), Arc::clone(&tls), table);
+    let passwords = imap::password::PasswordCheck::Local(Arc::clone(&users));
+    let imap_context = imap::ImapContext::with_table(Arc::clone(&store), passwords, Arc::clone(&config), Arc::clone(&tls), table);
     let sweeper = tokio::spawn(Arc::clone(&imap_context.sessions).run_sweeper(timeouts(&config)));
     let pool = match &config.workers.command {
         Some(command) => {
@@ -161,7 +174,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 workers_max: config.workers.workers_max.max(1),
                 connections_per_worker_max: config.workers.connections_per_worker_max.max(1),
             };
-            let pool = workers::WorkerPool::start(settings, Arc::clone(&imap_context.sessions), shutdown_receiver.clone())
+            let pool = workers::WorkerPool::start(settings, Arc::clone(&imap_context), Arc::clone(&users), shutdown_receiver.clone())
                 .await
                 .context("failed to start a worker process")?;
             Some(pool)

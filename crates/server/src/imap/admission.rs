@@ -18,6 +18,7 @@ use tracing::debug;
 use super::control::{GovernorSite, Phase, SessionTable};
 use crate::admin::WhoRow;
 use crate::metrics::{MetricKind, MetricsText};
+use crate::workers::link::NoAnswer;
 
 impl SessionTable {
     /// Decides on a new connection from `address`, before anything is
@@ -119,18 +120,21 @@ impl SessionTable {
         decision
     }
 
-    /// Returns how long to wait before checking a password of `user`.
-    pub async fn login_delay(&self, user: &str) -> Duration {
+    /// Returns how long to wait before checking a password of `user`, or
+    /// why a worker's supervisor did not tell.
+    pub async fn login_delay(&self, user: &str) -> Result<Duration, NoAnswer> {
         match &self.governor {
             GovernorSite::Local(governor) => {
                 let now = self.now();
-                governor.lock().unwrap_or_else(|e| e.into_inner()).login_delay(now, user)
+                Ok(governor.lock().unwrap_or_else(|e| e.into_inner()).login_delay(now, user))
             }
             GovernorSite::Supervisor(link) => link.login_delay(user).await,
         }
     }
 
     /// Records a failed login and returns how long to hold back the `NO`.
+    /// `user` is counted against only when it is a user of the users file;
+    /// a worker passes the name the client gave and the supervisor checks.
     pub async fn login_failed(&self, ticket: Ticket, user: Option<&str>) -> Duration {
         match &self.governor {
             GovernorSite::Local(governor) => {

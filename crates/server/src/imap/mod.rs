@@ -7,6 +7,8 @@
 //! - [`control`] is the session table and the sweeper that replaces
 //!   per-session timers.
 //! - [`admission`] connects the session table to the connection governor.
+//! - [`password`] checks LOGIN and AUTHENTICATE passwords here or in the
+//!   supervisor.
 //!
 //! Every piece of session state is owned by the task that serves the
 //! session; the only shared structures are the session table, the view
@@ -20,6 +22,7 @@ pub mod dispatch;
 pub mod flags;
 pub mod names;
 pub mod output;
+pub mod password;
 pub mod sequence;
 pub mod session;
 pub mod sync;
@@ -41,6 +44,7 @@ use crate::config::Config;
 use crate::tls::TlsAcceptor;
 use crate::transport::TlsLimits;
 use control::SessionTable;
+use password::PasswordCheck;
 use session::Session;
 use view::ViewRegistry;
 
@@ -52,10 +56,14 @@ pub const CONCURRENT_PASSWORD_CHECKS: usize = 8;
 /// The state every IMAP session of one server shares.
 pub struct ImapContext {
     pub store: Arc<dyn MailStore>,
-    pub users: Arc<UserDb>,
+    /// Where passwords are checked: against this process's users file, or
+    /// by the supervisor for a worker, which never opens the file.
+    pub passwords: PasswordCheck,
     pub config: Arc<Config>,
     pub views: ViewRegistry,
     pub sessions: Arc<SessionTable>,
+    /// Permits for the password checks this process runs; in the
+    /// supervisor they also cover the checks its workers ask for.
     pub password_checks: Semaphore,
     /// The TLS configuration for STARTTLS and the implicit-TLS listener,
     /// swapped in place when the certificate is reloaded.
@@ -72,13 +80,13 @@ impl ImapContext {
         let tickets = (policy.max_sessions as usize + policy.max_preauth as usize) * 5 / 4 + 1024;
         let phases = crate::workers::phases::PhaseBoard::create(tickets).expect("memfd_create works on Linux");
         let table = SessionTable::new(governor, Arc::new(phases));
-        ImapContext::with_table(store, users, config, tls, table)
+        ImapContext::with_table(store, PasswordCheck::Local(users), config, tls, table)
     }
 
     /// Creates the context around an existing session table.
     pub fn with_table(
         store: Arc<dyn MailStore>,
-        users: Arc<UserDb>,
+        passwords: PasswordCheck,
         config: Arc<Config>,
         tls: Arc<TlsAcceptor>,
         sessions: Arc<SessionTable>,
@@ -91,7 +99,7 @@ impl ImapContext {
             tls,
             tls_limits,
             store,
-            users,
+            passwords,
             config,
             views: ViewRegistry::default(),
             sessions,

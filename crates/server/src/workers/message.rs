@@ -5,12 +5,15 @@
 //! an `SCM_RIGHTS` attachment. Text keeps the exchange readable in a
 //! packet trace; user names never contain tabs or line breaks (the
 //! passwd-file forbids control characters), and client names from `ID`
-//! have them replaced.
+//! have them replaced. A password may contain any character, so it is the
+//! last field of its message and runs to the end of the datagram.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use roost_auth::Secret;
 use roost_governor::{LoginDecision, Reason, Refusal, Ticket};
+use zeroize::Zeroize;
 
 use crate::imap::session::Listener;
 
@@ -28,6 +31,9 @@ pub enum ToWorker {
     Login { request: u64, decision: LoginDecision },
     /// The answer to a penalty request: how long to wait.
     Delay { request: u64, delay: Duration },
+    /// The answer to a password check: `None` when the password matches,
+    /// else which check failed, for the worker's log.
+    Verified { request: u64, rejection: Option<String> },
     /// Reread the TLS certificate, then answer with `Reloaded`.
     ReloadTls,
     /// End every session and exit.
@@ -37,11 +43,18 @@ pub enum ToWorker {
 /// From a worker to the supervisor.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ToSupervisor {
-    /// A user whose password checked out asks for a slot.
+    /// Check the password of `user` against the users file, which only the
+    /// supervisor reads.
+    Verify { request: u64, user: String, password: Secret },
+    /// A user whose password checked out asks for a slot. `groups` are the
+    /// user's groups from the worker's configuration; the supervisor adds
+    /// those of the passwd-file.
     Login { request: u64, ticket: Ticket, user: String, groups: Vec<String> },
     /// How long to wait before checking the password of `user`.
     LoginDelay { request: u64, user: String },
     /// A failed login; the answer says how long to hold back the `NO`.
+    /// `user` is the name the client gave, which the supervisor counts
+    /// against that user only when the users file has it.
     LoginFailed { request: u64, ticket: Ticket, user: Option<String> },
     /// The client's name from `ID`.
     Identify { ticket: Ticket, name: String },
@@ -74,6 +87,31 @@ fn clean(value: &str) -> String {
     value.replace(['\t', '\n', '\r'], " ")
 }
 
+/// Longest rejection reason sent back, in bytes, so that an answer always
+/// fits in [`MESSAGE_BYTES_MAX`].
+const REJECTION_BYTES_MAX: usize = 1024;
+
+/// Returns `text` cut to at most `max` bytes, at a character boundary.
+fn truncated(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Overwrites an encoded message with zeros. Messages that carry a
+/// password go through it once sent.
+pub fn wipe(encoded: &mut String) {
+    encoded.zeroize();
+}
+
+/// Overwrites the received bytes of a message that may carry a password
+/// with zeros.
+pub fn wipe_bytes(buffer: &mut [u8]) {
+    buffer.zeroize();
+}
+
 impl ToWorker {
     pub fn encode(&self) -> String {
         match self {
@@ -96,6 +134,10 @@ impl ToWorker {
                 ),
             },
             ToWorker::Delay { request, delay } => format!("delay\t{request}\t{}", delay.as_millis()),
+            ToWorker::Verified { request, rejection: None } => format!("verified\t{request}\tok"),
+            ToWorker::Verified { request, rejection: Some(reason) } => {
+                format!("verified\t{request}\trejected\t{}", clean(truncated(reason, REJECTION_BYTES_MAX)))
+            }
             ToWorker::ReloadTls => "reload-tls".to_owned(),
             ToWorker::Shutdown => "shutdown".to_owned(),
         }
@@ -142,6 +184,15 @@ impl ToWorker {
                 request: number(fields.next(), "request")?,
                 delay: Duration::from_millis(number(fields.next(), "delay")?),
             }),
+            Some("verified") => {
+                let request = number(fields.next(), "request")?;
+                let rejection = match fields.next() {
+                    Some("ok") => None,
+                    Some("rejected") => Some(text(fields.next(), "rejection reason")?),
+                    other => return Err(format!("invalid password check result {other:?}")),
+                };
+                Ok(ToWorker::Verified { request, rejection })
+            }
             Some("reload-tls") => Ok(ToWorker::ReloadTls),
             Some("shutdown") => Ok(ToWorker::Shutdown),
             other => Err(format!("unknown message {other:?}")),
@@ -150,8 +201,13 @@ impl ToWorker {
 }
 
 impl ToSupervisor {
+    /// Encodes the message. The text of a `Verify` holds the password:
+    /// the caller clears it with [`wipe`] once sent.
     pub fn encode(&self) -> String {
         match self {
+            ToSupervisor::Verify { request, user, password } => {
+                format!("verify\t{request}\t{}\t{}", clean(user), password.expose())
+            }
             ToSupervisor::Login { request, ticket, user, groups } => {
                 let groups: Vec<String> = groups.iter().map(|group| clean(group).replace(',', " ")).collect();
                 format!("login\t{request}\t{}\t{}\t{}", ticket.0, clean(user), groups.join(","))
@@ -167,6 +223,14 @@ impl ToSupervisor {
     }
 
     pub fn decode(message: &str) -> Result<ToSupervisor, String> {
+        if let Some(rest) = message.strip_prefix("verify\t") {
+            // The password runs to the end, tabs included.
+            let mut fields = rest.splitn(3, '\t');
+            let request = number(fields.next(), "request")?;
+            let user = text(fields.next(), "user")?;
+            let password = Secret::new(text(fields.next(), "password")?);
+            return Ok(ToSupervisor::Verify { request, user, password });
+        }
         let mut fields = message.split('\t');
         match fields.next() {
             Some("login") => {
@@ -227,6 +291,8 @@ mod tests {
             ToWorker::Evict { ticket: Ticket(9), reason: Reason::Lease, retry_after: Duration::from_secs(30) },
             ToWorker::Login { request: 4, decision: refuse },
             ToWorker::Delay { request: 5, delay: Duration::from_secs(2) },
+            ToWorker::Verified { request: 6, rejection: None },
+            ToWorker::Verified { request: 7, rejection: Some("wrong password for user \"alice\"".into()) },
             ToWorker::ReloadTls,
             ToWorker::Shutdown,
         ];
@@ -238,6 +304,8 @@ mod tests {
     #[test]
     fn supervisor_messages_round_trip() {
         let messages = [
+            ToSupervisor::Verify { request: 8, user: "alice".into(), password: Secret::from("correct horse") },
+            ToSupervisor::Verify { request: 9, user: "bob".into(), password: Secret::from("") },
             ToSupervisor::Login { request: 1, ticket: Ticket(3), user: "alice".into(), groups: vec!["staff".into(), "admins".into()] },
             ToSupervisor::Login { request: 2, ticket: Ticket(3), user: "bob".into(), groups: vec![] },
             ToSupervisor::LoginDelay { request: 3, user: "carol".into() },
@@ -254,6 +322,35 @@ mod tests {
     }
 
     #[test]
+    fn password_keeps_separators() {
+        let password = Secret::from("tab\there\r\nverify\t1\tx\ty\0");
+        let message = ToSupervisor::Verify { request: 3, user: "alice".into(), password: password.clone() };
+        assert_eq!(ToSupervisor::decode(&message.encode()), Ok(ToSupervisor::Verify { request: 3, user: "alice".into(), password }));
+    }
+
+    #[test]
+    fn longest_password_check_fits_a_message() {
+        let password_bytes_max = roost_auth::UserDbOptions::default().password_bytes_max;
+        let message = ToSupervisor::Verify {
+            request: u64::MAX,
+            user: "u".repeat(roost_auth::USER_NAME_BYTES_MAX),
+            password: Secret::new("p".repeat(password_bytes_max)),
+        };
+        assert!(message.encode().len() <= MESSAGE_BYTES_MAX, "{} bytes", message.encode().len());
+        let answer = ToWorker::Verified { request: u64::MAX, rejection: Some("x".repeat(10 * MESSAGE_BYTES_MAX)) };
+        assert!(answer.encode().len() <= MESSAGE_BYTES_MAX, "{} bytes", answer.encode().len());
+    }
+
+    #[test]
+    fn wipe_clears_an_encoded_password() {
+        let message = ToSupervisor::Verify { request: 1, user: "alice".into(), password: Secret::from("hunter2") };
+        let mut encoded = message.encode();
+        assert!(encoded.contains("hunter2"));
+        wipe(&mut encoded);
+        assert!(encoded.is_empty());
+    }
+
+    #[test]
     fn separators_in_names_are_replaced() {
         let message = ToSupervisor::Identify { ticket: Ticket(2), name: "evil\tname\r\n".into() };
         assert_eq!(
@@ -267,7 +364,10 @@ mod tests {
         for text in ["", "login", "login\tx", "evict\t1\t99\t0", "connection\t1\tnot-an-address\tplain\t0", "bogus"] {
             assert!(ToWorker::decode(text).is_err(), "{text:?}");
         }
-        for text in ["", "release", "release\tx", "login\t1\t2", "bogus"] {
+        for text in ["verified\t1", "verified\t1\tmaybe", "verified\t1\trejected"] {
+            assert!(ToWorker::decode(text).is_err(), "{text:?}");
+        }
+        for text in ["", "release", "release\tx", "login\t1\t2", "verify\t1", "verify\tx\talice\tpw", "verify\t1\talice", "bogus"] {
             assert!(ToSupervisor::decode(text).is_err(), "{text:?}");
         }
     }

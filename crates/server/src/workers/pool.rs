@@ -5,7 +5,8 @@
 //! that worker's seqpacket socket. Workers are started as the sessions
 //! need them, up to the configured number, and a worker that dies is
 //! started again after its tickets are released, so only its own sessions
-//! are lost.
+//! are lost. The supervisor alone reads the users file: it checks its
+//! workers' passwords and looks up their users' groups.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -16,14 +17,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use roost_auth::UserDb;
 use roost_governor::{Reason, Ticket};
 use tokio::sync::watch;
 use tokio_seqpacket::UnixSeqpacket;
 use tokio_seqpacket::ancillary::AncillaryMessageWriter;
 use tracing::{error, info, warn};
 
-use super::message::{MESSAGE_BYTES_MAX, ToSupervisor, ToWorker};
+use super::message::{MESSAGE_BYTES_MAX, ToSupervisor, ToWorker, wipe_bytes};
+use crate::imap::ImapContext;
 use crate::imap::control::SessionTable;
+use crate::imap::password::{self, Verification};
 use crate::imap::session::Listener;
 
 /// Descriptor number of the worker's socket to the supervisor in a worker.
@@ -63,7 +67,12 @@ struct WorkerSlot {
 /// The supervisor's workers and which of them holds each ticket.
 pub struct WorkerPool {
     settings: PoolSettings,
+    /// The supervisor's own context, whose password permits the workers'
+    /// checks share.
+    ctx: Arc<ImapContext>,
     table: Arc<SessionTable>,
+    /// The users file, read here on behalf of every worker.
+    users: Arc<UserDb>,
     workers: Mutex<Vec<WorkerSlot>>,
     owners: Mutex<HashMap<Ticket, usize>>,
     shutdown: watch::Receiver<bool>,
@@ -73,12 +82,16 @@ impl WorkerPool {
     /// Starts the first worker.
     pub async fn start(
         settings: PoolSettings,
-        table: Arc<SessionTable>,
+        ctx: Arc<ImapContext>,
+        users: Arc<UserDb>,
         shutdown: watch::Receiver<bool>,
     ) -> std::io::Result<Arc<WorkerPool>> {
+        let table = Arc::clone(&ctx.sessions);
         let pool = Arc::new(WorkerPool {
             settings,
+            ctx,
             table: Arc::clone(&table),
+            users,
             workers: Mutex::new(Vec::new()),
             owners: Mutex::new(HashMap::new()),
             shutdown,
@@ -179,7 +192,7 @@ impl WorkerPool {
     }
 
     /// Answers one worker's messages until its socket closes.
-    async fn serve_worker(&self, index: usize, socket: &UnixSeqpacket) {
+    async fn serve_worker(&self, index: usize, socket: &Arc<UnixSeqpacket>) {
         let mut buffer = vec![0u8; MESSAGE_BYTES_MAX];
         loop {
             let received = match socket.recv(&mut buffer).await {
@@ -190,15 +203,20 @@ impl WorkerPool {
                     return;
                 }
             };
-            let text = String::from_utf8_lossy(&buffer[..received]);
-            let message = match ToSupervisor::decode(&text) {
+            let decoded = match std::str::from_utf8(&buffer[..received]) {
+                Ok(text) => ToSupervisor::decode(text),
+                Err(_) => Err("the message is not UTF-8".to_owned()),
+            };
+            // A password check leaves its password in the buffer.
+            wipe_bytes(&mut buffer[..received]);
+            let message = match decoded {
                 Ok(message) => message,
                 Err(err) => {
                     error!(worker = index, error = %err, "invalid message from a worker");
                     continue;
                 }
             };
-            if let Some(answer) = self.handle(index, message).await {
+            if let Some(answer) = self.handle(index, socket, message).await {
                 if let Err(err) = socket.send(answer.encode().as_bytes()).await {
                     warn!(worker = index, error = %err, "failed to answer a worker");
                     return;
@@ -207,18 +225,53 @@ impl WorkerPool {
         }
     }
 
-    async fn handle(&self, index: usize, message: ToSupervisor) -> Option<ToWorker> {
+    /// Checks a worker's password in a task of its own, so a slow hash
+    /// holds up no other message from that worker, and sends the answer.
+    /// The check waits for the same permits as a login to this process.
+    fn start_password_check(&self, index: usize, socket: &Arc<UnixSeqpacket>, request: u64, user: String, password: roost_auth::Secret) {
+        let ctx = Arc::clone(&self.ctx);
+        let users = Arc::clone(&self.users);
+        let socket = Arc::clone(socket);
+        tokio::spawn(async move {
+            let rejection = match password::verify_local(&users, &ctx.password_checks, &user, password).await {
+                Verification::Verified { .. } => None,
+                Verification::Rejected { reason } => Some(reason),
+                Verification::Unavailable(no_answer) => Some(no_answer.to_string()),
+            };
+            let answer = ToWorker::Verified { request, rejection }.encode();
+            if let Err(err) = socket.send(answer.as_bytes()).await {
+                warn!(worker = index, error = %err, "failed to answer a worker's password check");
+            }
+        });
+    }
+
+    /// Handles one message and returns the answer to send. Messages that
+    /// change the governor's state are handled in the order the worker
+    /// sent them; a password check answers later, from its own task.
+    async fn handle(&self, index: usize, socket: &Arc<UnixSeqpacket>, message: ToSupervisor) -> Option<ToWorker> {
         match message {
-            ToSupervisor::Login { request, ticket, user, groups } => {
+            ToSupervisor::Verify { request, user, password } => {
+                self.start_password_check(index, socket, request, user, password);
+                None
+            }
+            ToSupervisor::Login { request, ticket, user, mut groups } => {
+                // The worker knows the configuration's groups; the
+                // passwd-file's groups= field is read here.
+                groups.extend(self.file_groups(&user).await);
                 let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
                 let decision = self.table.decide_login_here(ticket, &user, &groups);
                 Some(ToWorker::Login { request, decision })
             }
             ToSupervisor::LoginDelay { request, user } => {
-                Some(ToWorker::Delay { request, delay: self.table.login_delay(&user).await })
+                let delay = self.table.login_delay(&user).await.unwrap_or_default();
+                Some(ToWorker::Delay { request, delay })
             }
             ToSupervisor::LoginFailed { request, ticket, user } => {
-                Some(ToWorker::Delay { request, delay: self.table.login_failed(ticket, user.as_deref()).await })
+                let known = match user {
+                    Some(user) if self.user_exists(&user).await => Some(user),
+                    _ => None,
+                };
+                Some(ToWorker::Delay { request, delay: self.table.login_failed(ticket, known.as_deref()).await })
             }
             ToSupervisor::Identify { ticket, name } => {
                 self.table.identify(ticket, &name);
@@ -235,6 +288,22 @@ impl WorkerPool {
                 None
             }
         }
+    }
+
+    /// Returns the groups the passwd-file gives `user`. The lookup may
+    /// reread the users file, so it runs on the blocking pool.
+    async fn file_groups(&self, user: &str) -> Vec<String> {
+        let users = Arc::clone(&self.users);
+        let user = user.to_owned();
+        tokio::task::spawn_blocking(move || users.groups(&user)).await.unwrap_or_default()
+    }
+
+    /// Returns whether the users file has `user`, on the blocking pool like
+    /// [`Self::file_groups`].
+    async fn user_exists(&self, user: &str) -> bool {
+        let users = Arc::clone(&self.users);
+        let user = user.to_owned();
+        tokio::task::spawn_blocking(move || users.exists(&user)).await.unwrap_or(false)
     }
 
     fn release(&self, index: usize, ticket: Ticket) {

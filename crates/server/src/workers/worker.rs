@@ -1,10 +1,11 @@
 //! A worker process: serves the IMAP sessions the supervisor hands it.
 //!
-//! A worker opens the store and the users like a single-process server but
-//! binds no listener. Connections arrive over its socket to the supervisor
-//! with the governor's ticket, and every governor question goes back over
-//! the same socket through its [`SupervisorLink`]. Mailbox changes made by
-//! other processes reach its IDLE sessions through the store's change log.
+//! A worker opens the store like a single-process server but binds no
+//! listener and never opens the users file. Connections arrive over its
+//! socket to the supervisor with the governor's ticket, and every governor
+//! question and password check goes back over the same socket through its
+//! [`SupervisorLink`]. Mailbox changes made by other processes reach its
+//! IDLE sessions through the store's change log.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,17 +20,20 @@ use super::message::{MESSAGE_BYTES_MAX, ToWorker};
 use super::phases::PhaseBoard;
 use crate::Config;
 use crate::imap::control::SessionTable;
+use crate::imap::password::PasswordCheck;
 use crate::imap::{self, ImapContext, session};
 
 /// Serves sessions until the supervisor says to stop or goes away.
 pub async fn run_worker(config: Config, socket: UnixSeqpacket, phases: std::fs::File, index: usize) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let (store, users, tls) = crate::open_data(&config).await?;
+    let store = crate::open_store(&config).await?;
+    let tls = crate::open_tls(&config).await?;
     let phases = Arc::new(PhaseBoard::open(phases).context("failed to map the phase board")?);
     let socket = Arc::new(socket);
     let link = SupervisorLink::start(Arc::clone(&socket));
     let table = SessionTable::for_worker(Arc::clone(&link), phases);
-    let ctx = ImapContext::with_table(store, users, Arc::clone(&config), tls, table);
+    let passwords = PasswordCheck::Supervisor(Arc::clone(&link));
+    let ctx = ImapContext::with_table(store, passwords, Arc::clone(&config), tls, table);
     let sweeper = tokio::spawn(Arc::clone(&ctx.sessions).run_sweeper(crate::timeouts(&config)));
     imap::start_session_ids_at(&ctx, (index as u64 + 1) << 40);
     info!(worker = index, "worker ready");
@@ -90,7 +94,9 @@ pub async fn run_worker(config: Config, socket: UnixSeqpacket, phases: std::fs::
                     control.evict(reason, retry_after);
                 }
             }
-            ToWorker::Login { request, .. } | ToWorker::Delay { request, .. } => link.answer(request, message),
+            ToWorker::Login { request, .. } | ToWorker::Delay { request, .. } | ToWorker::Verified { request, .. } => {
+                link.answer(request, message)
+            }
             ToWorker::ReloadTls => {
                 let tls = Arc::clone(&ctx.tls);
                 let socket = Arc::clone(&socket);
@@ -117,6 +123,9 @@ pub async fn run_worker(config: Config, socket: UnixSeqpacket, phases: std::fs::
         }
     }
 
+    // Nothing reads the supervisor's answers any more: requests still
+    // waiting fail now, and their sessions answer NO [UNAVAILABLE].
+    link.close();
     ctx.sessions.shutdown_all();
     let ended = sessions.all_ended();
     if tokio::time::timeout(config.shutdown_grace + Duration::from_secs(1), ended).await.is_err() {

@@ -2,8 +2,9 @@
 //!
 //! Password checks run on the blocking pool, at most
 //! [`CONCURRENT_PASSWORD_CHECKS`](crate::imap::CONCURRENT_PASSWORD_CHECKS)
-//! at a time. Passwords travel only inside [`roost_auth::Secret`] and are
-//! never logged.
+//! at a time, in this process or, for a worker, in the supervisor (see
+//! [`crate::imap::password`]). Passwords travel only inside
+//! [`roost_auth::Secret`] and are never logged.
 
 use std::sync::Arc;
 
@@ -17,7 +18,9 @@ use tracing::{debug, info, warn};
 
 use super::{Outcome, Reply, bad, no, ok_code};
 use crate::imap::output::{Output, Status};
+use crate::imap::password::Verification;
 use crate::imap::session::{Account, Flow, Pending, Session, State};
+use crate::workers::link::NoAnswer;
 
 const TOO_MANY_FAILURES: &str = "Too many failed logins";
 
@@ -118,25 +121,22 @@ async fn check_password(session: &mut Session, name: String, password: Secret) -
     let ctx = Arc::clone(&session.ctx);
     // Recent failed logins of this user slow every further attempt at it,
     // from any connection.
-    let penalty = ctx.sessions.login_delay(&name).await;
+    let penalty = match ctx.sessions.login_delay(&name).await {
+        Ok(penalty) => penalty,
+        Err(no_answer) => return unavailable(session, &name, no_answer),
+    };
     if !penalty.is_zero() {
         debug!(session = session.id, user = %name, ?penalty, "delaying a login after recent failures");
         tokio::time::sleep(penalty).await;
     }
-    let verified = {
-        let _permit = ctx.password_checks.acquire().await;
-        let users = Arc::clone(&ctx.users);
-        let checked_name = name.clone();
-        tokio::task::spawn_blocking(move || users.verify(&checked_name, &password)).await
-    };
-    match verified {
-        Ok(Ok(())) => {}
+    let groups = match ctx.passwords.verify(&ctx.password_checks, &name, password).await {
+        Verification::Verified { groups } => groups,
         // The client gets only AUTHENTICATIONFAILED. The log records which
         // check failed, so an administrator can tell a typo from a guess.
-        Ok(Err(err)) => return failed_login(session, &name, &err.to_string()).await,
-        Err(_) => return failed_login(session, &name, "password check task failed").await,
-    }
-    if let Some(refused) = admit_login(session, &name).await {
+        Verification::Rejected { reason } => return failed_login(session, &name, &reason).await,
+        Verification::Unavailable(no_answer) => return unavailable(session, &name, no_answer),
+    };
+    if let Some(refused) = admit_login(session, &name, &groups).await {
         return refused;
     }
     let account = match ctx.store.account(&name, &ctx.config.imap.default_mailboxes).await {
@@ -153,13 +153,12 @@ async fn check_password(session: &mut Session, name: String, password: Secret) -
 /// Returns the response when it may not: `NO [UNAVAILABLE]` or `NO
 /// [LIMIT]` with a retry hint (RFC 5530), leaving the connection
 /// unauthenticated.
-async fn admit_login(session: &Session, name: &str) -> Option<Outcome> {
+async fn admit_login(session: &Session, name: &str, groups_from_file: &[String]) -> Option<Outcome> {
     let ctx = &session.ctx;
     // Groups come from the config's [groups] table and the passwd-file's
     // groups= extra field.
-    let from_file = ctx.users.groups(name);
     let from_config = ctx.config.governor.groups.get(name).into_iter().flatten();
-    let groups: Vec<&str> = from_config.map(String::as_str).chain(from_file.iter().map(String::as_str)).collect();
+    let groups: Vec<&str> = from_config.map(String::as_str).chain(groups_from_file.iter().map(String::as_str)).collect();
     match ctx.sessions.decide_login(session.ticket(), name, &groups).await {
         LoginDecision::Admit { .. } | LoginDecision::Preempt { .. } => None,
         LoginDecision::Refuse { refusal, .. } => {
@@ -173,8 +172,8 @@ async fn failed_login(session: &mut Session, name: &str, reason: &str) -> Outcom
     let max = session.ctx.config.limits.login_failures_max;
     // Failures count per source and, for an existing user, per user; the
     // growing delay holds back only this connection's NO.
-    let known = session.ctx.users.exists(name).then_some(name);
-    let delay = session.ctx.sessions.login_failed(session.ticket(), known).await;
+    let ctx = Arc::clone(&session.ctx);
+    let delay = ctx.passwords.login_failed(&ctx.sessions, session.ticket(), name).await;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -193,6 +192,13 @@ async fn failed_login(session: &mut Session, name: &str, reason: &str) -> Outcom
         return Outcome::Disconnect(reply, TOO_MANY_FAILURES);
     }
     Outcome::Done(reply)
+}
+
+/// Returns the response to a login a worker could not get checked because
+/// its supervisor did not answer. It does not count as a failed login.
+fn unavailable(session: &Session, name: &str, no_answer: NoAnswer) -> Outcome {
+    warn!(session = session.id, peer = %session.peer, user = %name, error = %no_answer, "login not checked: no answer from the supervisor");
+    no(Some("UNAVAILABLE"), "Cannot check passwords now, try again later")
 }
 
 /// Returns the response to a login attempt in cleartext from an untrusted network
