@@ -43,8 +43,8 @@ pub fn init_logging(flag: Option<&str>, from_file: Option<&str>) -> Result<(), C
     Ok(())
 }
 
-/// Threads a worker runs store and password work on. Tokio's default of
-/// 512 per process, times dozens of workers, would let a login storm start
+/// Threads a worker runs store work on. Tokio's default of 512 per
+/// process, times dozens of workers, would let a burst of logins start
 /// thousands of threads, each with its own stack.
 const WORKER_BLOCKING_THREADS_MAX: usize = 16;
 
@@ -103,8 +103,9 @@ pub fn resolve_workers(settings: &mut Settings, descriptors: u64) -> Result<(), 
 /// Runs a worker process the supervisor started: the same settings, no
 /// listeners, sessions handed over by the supervisor.
 pub fn run_worker(settings: Settings, index: usize) -> Result<(), CliError> {
-    // One thread: the supervisor spreads sessions over many workers, and a
-    // worker's blocking work (store, password checks) runs on the blocking pool.
+    // One thread: the supervisor spreads sessions over many workers. A
+    // worker's blocking work (the store) runs on the blocking pool, and its
+    // password checks run in the supervisor.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(WORKER_BLOCKING_THREADS_MAX)
         .enable_all()
