@@ -18,6 +18,9 @@ use tokio::net::TcpStream;
 /// session.
 pub const LINE_BYTES_MAX: usize = 64 * 1024;
 
+/// Maximum length of a literal read with `read_bytes`, in bytes.
+pub const LITERAL_BYTES_MAX: usize = 16 * 1024 * 1024;
+
 /// Size of the per-thread scratch buffer, enough for a full TLS record.
 const SCRATCH_BYTES: usize = 64 * 1024;
 
@@ -141,8 +144,40 @@ impl Connection {
                     format!("response line longer than {LINE_BYTES_MAX} bytes"),
                 ));
             }
-            if self.closed {
+            if !self.fill().await? {
                 return Ok(None);
+            }
+        }
+    }
+
+    /// Returns the next `count` bytes as they are, such as the literal a
+    /// line announced with `{count}`, or `None` once the server has closed
+    /// the connection first.
+    pub async fn read_bytes(&mut self, count: usize) -> io::Result<Option<Vec<u8>>> {
+        if count > LITERAL_BYTES_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("literal of {count} bytes, above the maximum of {LITERAL_BYTES_MAX}"),
+            ));
+        }
+        while self.pending.len() < count {
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+        let bytes: Vec<u8> = self.pending.drain(..count).collect();
+        if self.pending.is_empty() {
+            self.pending = Vec::new();
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Waits for more plaintext and appends it to `pending`. Returns false
+    /// once the server has closed the connection.
+    async fn fill(&mut self) -> io::Result<bool> {
+        loop {
+            if self.closed {
+                return Ok(false);
             }
             let Connection {
                 stream,
@@ -156,7 +191,10 @@ impl Connection {
                 let before = pending.len();
                 *closed =
                     SCRATCH.with_borrow_mut(|scratch| drain_plaintext(tls, scratch, pending))?;
-                if pending.len() > before || *closed {
+                if pending.len() > before {
+                    return Ok(true);
+                }
+                if *closed {
                     continue;
                 }
             }
@@ -173,13 +211,19 @@ impl Connection {
                 Ok(count)
             });
             match received {
-                Ok(0) => return Ok(None),
-                Ok(_) => {}
+                Ok(0) => return Ok(false),
+                Ok(_) => {
+                    // rustls may queue an alert or a key update to send back.
+                    self.flush_tls().await?;
+                    // Plaintext went to `pending` directly; TLS records are
+                    // decrypted at the top of the loop.
+                    if self.tls.is_none() {
+                        return Ok(true);
+                    }
+                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                 Err(err) => return Err(err),
             }
-            // rustls may queue an alert or a key update to send back.
-            self.flush_tls().await?;
         }
     }
 
@@ -290,6 +334,35 @@ mod tests {
         );
         server.await.unwrap();
         assert!(connection.read_line().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn literal_bytes_split_across_reads() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let (mut socket, _) = listener.accept().await.unwrap();
+            socket
+                .write_all(b"* 1 FETCH (BODY[HEADER] {9}\r\nA: 1")
+                .await
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            socket.write_all(b"\r\nB\r\n)\r\n").await.unwrap();
+        });
+        let mut connection = Connection::plain(TcpStream::connect(address).await.unwrap());
+        assert_eq!(
+            connection.read_line().await.unwrap().unwrap(),
+            b"* 1 FETCH (BODY[HEADER] {9}"
+        );
+        assert_eq!(
+            connection.read_bytes(9).await.unwrap().unwrap(),
+            b"A: 1\r\nB\r\n"
+        );
+        assert_eq!(connection.read_line().await.unwrap().unwrap(), b")");
+        server.await.unwrap();
+        assert!(connection.read_bytes(1).await.unwrap().is_none());
+        assert!(connection.read_bytes(LITERAL_BYTES_MAX + 1).await.is_err());
     }
 
     #[tokio::test]

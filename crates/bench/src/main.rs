@@ -15,6 +15,7 @@ mod lmtp;
 mod messages;
 mod notify;
 mod outcome;
+mod probe;
 mod procfs;
 mod report;
 mod session;
@@ -45,7 +46,8 @@ enum Command {
     /// report the server's memory per session.
     Storm(StormArgs),
     /// Hold sessions in IDLE, deliver messages over LMTP and report how
-    /// long each took to reach its idle client as `* N EXISTS`.
+    /// long each took to reach its idle client as `* N EXISTS`; with
+    /// --probes, also time a separate client's LOGIN, SELECT and FETCH.
     Notify(NotifyArgs),
 }
 
@@ -153,6 +155,28 @@ pub struct NotifyArgs {
     /// Seed for the choice of recipients [default: from the clock].
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// Probes to make while the sessions idle: one more client connects,
+    /// logs in, selects INBOX, fetches every message's flags, UID, size
+    /// and header, and logs out, K times one after another [default: no
+    /// probes].
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub probes: u64,
+    /// Number of the user the probes log in as, with the password that
+    /// --password-mode gives it [default: FIRST+SESSIONS, the user after
+    /// the idle ones].
+    #[arg(long, value_name = "NUMBER")]
+    pub probe_user: Option<u64>,
+    /// Messages delivered over LMTP to the probe user before the sessions
+    /// are set up, so that its FETCH has work.
+    #[arg(long, default_value_t = 20, value_name = "M")]
+    pub probe_messages: u64,
+    /// Pause between one probe's logout and the next connect.
+    #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = system::parse_duration)]
+    pub probe_interval: Duration,
+    /// Time after which no new probe starts, counted from the end of the
+    /// setup.
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = system::parse_duration)]
+    pub probe_limit: Duration,
 }
 
 /// A failed run, printed as one line after `roost-bench: `.

@@ -14,14 +14,18 @@ use tokio::time::Instant;
 use crate::addresses::check_loopback;
 use crate::coordinator::{Workers, plan, run_setup};
 use crate::lmtp::{Delivered, LmtpClient, message};
-use crate::messages::{WorkerCommand, WorkerEvent};
+use crate::messages::{PasswordMode, WorkerCommand, WorkerEvent};
 use crate::outcome::{CauseCount, Failures, Percentiles};
+use crate::probe::{PROBES_MAX, ProbeJob, ProbeSummary};
 use crate::report::{DeliverySummary, NotifyReport, write_json};
 use crate::system::monotonic_ns;
 use crate::{NotifyArgs, RunError};
 
 /// Maximum deliveries of one run.
 pub const DELIVERIES_MAX: u64 = 1_000_000;
+
+/// Maximum messages delivered to the probe user before the setup.
+pub const PROBE_MESSAGES_MAX: u64 = 10_000;
 
 pub fn run(args: &NotifyArgs) -> Result<bool, RunError> {
     check_loopback("--lmtp", args.lmtp).map_err(RunError::Usage)?;
@@ -41,12 +45,13 @@ pub fn run(args: &NotifyArgs) -> Result<bool, RunError> {
             "--rcpt-domain {domain:?}: invalid domain; use letters, digits, dots and hyphens"
         )));
     }
+    let probe_user = check_probe_args(args)?;
     let plan = plan(&args.session, true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|err| RunError::Failed(format!("starting the tokio runtime failed: {err}")))?;
-    let report = runtime.block_on(notify(args, plan))?;
+    let report = runtime.block_on(notify(args, plan, probe_user))?;
 
     print!("{}", report.table());
     if let Some(path) = &args.session.json {
@@ -55,13 +60,55 @@ pub fn run(args: &NotifyArgs) -> Result<bool, RunError> {
     Ok(report.succeeded())
 }
 
+/// Checks the probe flags and returns the probe user's number, or `None`
+/// when the run makes no probes.
+fn check_probe_args(args: &NotifyArgs) -> Result<Option<u64>, RunError> {
+    if args.probes > PROBES_MAX {
+        return Err(RunError::Usage(format!(
+            "--probes {}: must be at most {PROBES_MAX}",
+            args.probes
+        )));
+    }
+    if args.probe_messages > PROBE_MESSAGES_MAX {
+        return Err(RunError::Usage(format!(
+            "--probe-messages {}: must be at most {PROBE_MESSAGES_MAX}",
+            args.probe_messages
+        )));
+    }
+    if args.probes == 0 {
+        return Ok(None);
+    }
+    let first = args.session.first_user;
+    let last = first + args.session.sessions.saturating_sub(1);
+    let number = args.probe_user.unwrap_or(first + args.session.sessions);
+    if (first..=last).contains(&number) {
+        return Err(RunError::Usage(format!(
+            "--probe-user {number}: {}{number} is one of the idle sessions' users ({}{first} to {}{last}), whose new messages would count as notifications; choose a number outside that range",
+            args.session.users_prefix, args.session.users_prefix, args.session.users_prefix
+        )));
+    }
+    Ok(Some(number))
+}
+
 /// One delivery: its target session and what LMTP returned.
 struct Sent {
     session: u64,
     delivered: Delivered,
 }
 
-async fn notify(args: &NotifyArgs, plan: crate::coordinator::Plan) -> anyhow::Result<NotifyReport> {
+async fn notify(
+    args: &NotifyArgs,
+    plan: crate::coordinator::Plan,
+    probe_user: Option<u64>,
+) -> anyhow::Result<NotifyReport> {
+    let probe_job = probe_user
+        .map(|number| probe_job(args, &plan, number))
+        .transpose()?;
+    if let Some(job) = &probe_job
+        && args.probe_messages > 0
+    {
+        deliver_probe_messages(args, &job.user).await?;
+    }
     eprintln!(
         "notify: {} sessions to {} from {} source addresses in {} workers, then {} deliveries over LMTP {}",
         plan.sessions,
@@ -82,6 +129,17 @@ async fn notify(args: &NotifyArgs, plan: crate::coordinator::Plan) -> anyhow::Re
         setup.established,
         setup.failures.total()
     );
+
+    // The probes run while the deliveries do, and while the sessions idle.
+    let probe_task = probe_job.map(|job| {
+        eprintln!(
+            "probing: {} logins as {}, at most one every {:?}, for at most {:?}",
+            job.count, job.user, job.interval, job.limit
+        );
+        let requested = job.count;
+        let user = job.user.clone();
+        (requested, user, tokio::spawn(crate::probe::run(job)))
+    });
 
     let failed: HashSet<u64> = setup.failed_sessions.iter().copied().collect();
     let candidates: Vec<u64> = (0..plan.sessions)
@@ -153,6 +211,13 @@ async fn notify(args: &NotifyArgs, plan: crate::coordinator::Plan) -> anyhow::Re
         .await
         .context("the LMTP task failed")?
         .context("LMTP delivery")?;
+    let probes = match probe_task {
+        Some((requested, user, task)) => {
+            let outcome = task.await.context("the probe task failed")?;
+            Some(ProbeSummary::build(&user, requested, outcome))
+        }
+        None => None,
+    };
 
     let mut hold_failures = Failures::default();
     workers
@@ -182,7 +247,55 @@ async fn notify(args: &NotifyArgs, plan: crate::coordinator::Plan) -> anyhow::Re
         &setup,
         &hold_failures,
         deliveries,
+        probes,
     ))
+}
+
+/// Returns the probe client's job: the server and TLS settings of the
+/// sessions, and user `number`.
+fn probe_job(
+    args: &NotifyArgs,
+    plan: &crate::coordinator::Plan,
+    number: u64,
+) -> anyhow::Result<ProbeJob> {
+    let job = plan.jobs.first().context("the plan has no worker job")?;
+    let tls = job
+        .tls
+        .as_ref()
+        .map(crate::tls::client_config)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let password = match &job.password {
+        PasswordMode::Numbered => format!("pass{number}"),
+        PasswordMode::Same(password) => password.clone(),
+    };
+    Ok(ProbeJob {
+        server: args.session.server,
+        tls,
+        user: format!("{}{number}", args.session.users_prefix),
+        password,
+        count: args.probes,
+        interval: args.probe_interval,
+        limit: args.probe_limit,
+        timeout: args.session.setup_timeout,
+    })
+}
+
+/// Delivers `--probe-messages` messages to the probe user, so that its
+/// INBOX has messages to fetch.
+async fn deliver_probe_messages(args: &NotifyArgs, user: &str) -> anyhow::Result<()> {
+    let recipient = with_domain(args, user.to_owned());
+    let mut client = LmtpClient::connect(args.lmtp).await?;
+    for number in 1..=args.probe_messages {
+        let delivered = client
+            .deliver(&recipient, &message(number, &recipient))
+            .await?;
+        if let Err(reply) = delivered.accepted {
+            anyhow::bail!("delivering the messages for the probes to {recipient} failed: {reply}");
+        }
+    }
+    client.quit().await;
+    Ok(())
 }
 
 fn recipient(args: &NotifyArgs, session: u64) -> String {
@@ -191,6 +304,11 @@ fn recipient(args: &NotifyArgs, session: u64) -> String {
         args.session.users_prefix,
         args.session.first_user + session
     );
+    with_domain(args, user)
+}
+
+/// Adds `--rcpt-domain` to `user`, when given.
+fn with_domain(args: &NotifyArgs, user: String) -> String {
     match &args.rcpt_domain {
         Some(domain) => format!("{user}@{domain}"),
         None => user,

@@ -24,6 +24,8 @@ pub enum Cause {
     SelectFailed,
     /// IDLE got NO or BAD instead of a `+` continuation.
     IdleRejected,
+    /// A probe's FETCH got NO or BAD.
+    FetchFailed,
     /// A greeting or reply that fits no step of the setup.
     UnexpectedResponse,
     /// The setup did not reach IDLE within the setup timeout or limit.
@@ -46,6 +48,7 @@ impl Cause {
             Cause::LoginRejected => "LOGIN rejected",
             Cause::SelectFailed => "SELECT failed",
             Cause::IdleRejected => "IDLE rejected",
+            Cause::FetchFailed => "FETCH failed",
             Cause::UnexpectedResponse => "unexpected response",
             Cause::Timeout => "timed out",
             Cause::ClosedDuringSetup => "closed during setup",

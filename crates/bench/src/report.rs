@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::coordinator::Plan;
 use crate::outcome::{CauseCount, Failures, Percentiles, SetupOutcome};
+use crate::probe::ProbeSummary;
 use crate::storm::Snapshot;
 use crate::{SessionArgs, StormArgs};
 
@@ -527,6 +528,8 @@ pub struct NotifyReport {
     pub sessions: SessionSummary,
     pub lmtp: String,
     pub deliveries: DeliverySummary,
+    /// The probe client's logins while the sessions idled, when asked for.
+    pub probes: Option<ProbeSummary>,
 }
 
 impl NotifyReport {
@@ -536,12 +539,14 @@ impl NotifyReport {
         setup: &SetupOutcome,
         hold_failures: &Failures,
         deliveries: DeliverySummary,
+        probes: Option<ProbeSummary>,
     ) -> NotifyReport {
         NotifyReport {
             command: "notify",
             sessions: SessionSummary::build(&args.session, plan, setup, hold_failures),
             lmtp: args.lmtp.to_string(),
             deliveries,
+            probes,
         }
     }
 
@@ -574,6 +579,9 @@ impl NotifyReport {
         if d.not_seen.count > 0 {
             let _ = writeln!(out, "  first delivery not seen: {}", d.not_seen.example);
         }
+        if let Some(probes) = &self.probes {
+            write_probes(&mut out, probes);
+        }
         out
     }
 
@@ -581,6 +589,50 @@ impl NotifyReport {
         self.sessions.failed == 0
             && self.deliveries.rejected.count == 0
             && self.deliveries.not_seen.count == 0
+            && self.probes.as_ref().is_none_or(|probes| probes.failed == 0)
+    }
+}
+
+fn write_probes(out: &mut String, probes: &ProbeSummary) {
+    let mut line = format!(
+        "  probes        {} of {} as {}, {} failed, {} not started",
+        probes.completed, probes.requested, probes.user, probes.failed, probes.not_started
+    );
+    match (probes.messages_min, probes.messages_max) {
+        (Some(min), Some(max)) if min == max => {
+            let _ = write!(line, "; {min} messages fetched each");
+        }
+        (Some(min), Some(max)) => {
+            let _ = write!(line, "; {min} to {max} messages fetched each");
+        }
+        _ => {}
+    }
+    let _ = writeln!(out, "{line}");
+    if let Some(latency) = &probes.login_select_fetch {
+        let _ = writeln!(
+            out,
+            "  probe ms      p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}  (LOGIN sent to FETCH done)",
+            latency.p50_ms, latency.p90_ms, latency.p99_ms, latency.max_ms
+        );
+    }
+    let steps = [
+        ("connect", &probes.connect),
+        ("LOGIN", &probes.login),
+        ("SELECT", &probes.select),
+        ("FETCH", &probes.fetch),
+    ];
+    let parts: Vec<String> = steps
+        .iter()
+        .filter_map(|(name, step)| {
+            step.as_ref()
+                .map(|step| format!("{name} {:.1}/{:.1}", step.p50_ms, step.p99_ms))
+        })
+        .collect();
+    if !parts.is_empty() {
+        let _ = writeln!(out, "  probe steps   p50/p99 ms: {}", parts.join(", "));
+    }
+    for (cause, CauseCount { count, example }) in &probes.failures.0 {
+        let _ = writeln!(out, "    probe {:<16} {count:>8}  {example}", cause.label());
     }
 }
 

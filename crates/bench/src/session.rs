@@ -23,10 +23,12 @@ pub enum Step {
     Login,
     Select,
     Idle,
+    /// The FETCH of a `notify` probe.
+    Fetch,
 }
 
 impl Step {
-    fn waiting_for(self) -> &'static str {
+    pub fn waiting_for(self) -> &'static str {
         match self {
             Step::Connect => "the TCP connect",
             Step::TlsHandshake => "the TLS handshake",
@@ -34,6 +36,7 @@ impl Step {
             Step::Login => "the LOGIN reply",
             Step::Select => "the SELECT reply",
             Step::Idle => "the IDLE continuation",
+            Step::Fetch => "the FETCH reply",
         }
     }
 }
@@ -46,7 +49,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(cause: Cause, message: impl Into<String>) -> Failure {
+    pub fn new(cause: Cause, message: impl Into<String>) -> Failure {
         Failure {
             cause,
             message: message.into(),
@@ -177,7 +180,7 @@ async fn setup(
 }
 
 /// Opens a TCP connection from `source` (any free port) to `server`.
-async fn connect(source: IpAddr, server: SocketAddr) -> std::io::Result<TcpStream> {
+pub async fn connect(source: IpAddr, server: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = if source.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -202,7 +205,7 @@ async fn connect(source: IpAddr, server: SocketAddr) -> std::io::Result<TcpStrea
     socket.connect(server).await
 }
 
-async fn write(connection: &mut Connection, bytes: &[u8]) -> Result<(), Failure> {
+pub async fn write(connection: &mut Connection, bytes: &[u8]) -> Result<(), Failure> {
     connection
         .write_all(bytes)
         .await
@@ -210,7 +213,7 @@ async fn write(connection: &mut Connection, bytes: &[u8]) -> Result<(), Failure>
 }
 
 /// Reads one line during the setup; a closed connection is a failure.
-async fn read_line(connection: &mut Connection, waiting_for: &str) -> Result<Vec<u8>, Failure> {
+pub async fn read_line(connection: &mut Connection, waiting_for: &str) -> Result<Vec<u8>, Failure> {
     match connection.read_line().await {
         Ok(Some(line)) => Ok(line),
         Ok(None) => Err(Failure::new(
@@ -226,7 +229,7 @@ async fn read_line(connection: &mut Connection, waiting_for: &str) -> Result<Vec
 
 /// Reads up to the line tagged `tag` and returns it, following EXISTS on
 /// the way.
-async fn read_tagged(
+pub async fn read_tagged(
     connection: &mut Connection,
     tag: &[u8],
     exists: &mut u64,
@@ -286,7 +289,7 @@ pub fn imap_string(value: &str) -> String {
     quoted
 }
 
-fn text(line: &[u8]) -> String {
+pub fn text(line: &[u8]) -> String {
     String::from_utf8_lossy(line).into_owned()
 }
 
