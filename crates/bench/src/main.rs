@@ -1,11 +1,14 @@
 //! `roost-bench`: opens many idle IMAP sessions against a loopback server
-//! and measures what they cost it.
+//! and measures what they cost it, or replays a governor scenario on real
+//! sockets.
 //!
-//! The parent process splits the sessions into worker processes (the same
-//! binary started with `--worker`), each under the per-process descriptor
-//! limit, and adds up what they report. Exit codes: 0 when every session
-//! and delivery succeeded, 1 when some failed or the run could not finish,
-//! 2 for an invalid command line.
+//! For `storm` and `notify`, the parent process splits the sessions into
+//! worker processes (the same binary started with `--worker`), each under
+//! the per-process descriptor limit, and adds up what they report.
+//! `scenario` runs in one process. Exit codes: 0 when every session,
+//! delivery and probe succeeded (for `scenario`, when no connection failed
+//! other than by the governor's refusals and cuts), 1 when some failed or
+//! the run could not finish, 2 for an invalid command line or scenario.
 
 mod addresses;
 mod connection;
@@ -18,6 +21,7 @@ mod outcome;
 mod probe;
 mod procfs;
 mod report;
+mod scenario;
 mod session;
 mod storm;
 mod system;
@@ -49,6 +53,10 @@ enum Command {
     /// long each took to reach its idle client as `* N EXISTS`; with
     /// --probes, also time a separate client's LOGIN, SELECT and FETCH.
     Notify(NotifyArgs),
+    /// Replay a governor scenario (the format `roost simulate` reads) on
+    /// real sockets from loopback addresses, or write the server config
+    /// and users that the replay needs.
+    Scenario(ScenarioArgs),
 }
 
 /// Flags shared by `storm` and `notify`: where to connect and how to set
@@ -179,6 +187,51 @@ pub struct NotifyArgs {
     pub probe_limit: Duration,
 }
 
+#[derive(Args, Debug)]
+pub struct ScenarioArgs {
+    /// Scenario file (TOML), such as scenarios/proxy-storm.toml.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// IMAP server to replay the scenario against, a loopback IP:PORT. It
+    /// must run with the config --write-config writes for the same scales.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["write_config", "write_users"])]
+    pub server: Option<SocketAddr>,
+    /// Write a roost.toml for the replay to FILE and exit: the scenario's
+    /// [governor] table with its networks moved to loopback ranges, its
+    /// counts scaled by --scale-population and its times and rates by
+    /// --time-scale.
+    #[arg(long, value_name = "FILE")]
+    pub write_config: Option<PathBuf>,
+    /// Write the scenario's users to FILE and exit, as passwd-file lines
+    /// (`USER:{PLAIN}PASSWORD::::::`) for `roost user import`.
+    #[arg(long, value_name = "FILE")]
+    pub write_users: Option<PathBuf>,
+    /// Scenario seconds per real second: 60 replays an hour in a minute.
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+    pub time_scale: f64,
+    /// Share of each population to replay, above 0 and at most 1; the
+    /// governor's session counts and reservations are scaled alike.
+    #[arg(long, default_value_t = 1.0, value_name = "FRACTION")]
+    pub scale_population: f64,
+    /// Real time after which the replay stops [default: the scenario's
+    /// duration divided by the time scale].
+    #[arg(long, value_name = "DURATION", value_parser = system::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Password of every scenario user, in --write-users and at LOGIN.
+    #[arg(long, default_value = "scenario", value_name = "PASSWORD")]
+    pub password: String,
+    /// Seed of the clients' random draws [default: the scenario's seed].
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Real time one reply from the server may take before the connection
+    /// counts as an error.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = system::parse_duration)]
+    pub reply_timeout: Duration,
+    /// Write the report as JSON to FILE too.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
 /// A failed run, printed as one line after `roost-bench: `.
 #[derive(Debug)]
 pub enum RunError {
@@ -205,6 +258,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Storm(args) => storm::run(&args),
         Command::Notify(args) => notify::run(&args),
+        Command::Scenario(args) => scenario::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -34,13 +34,18 @@ impl TestServer {
 
     /// Starts a server whose config `adjust` may change.
     pub fn start_with(users: u64, adjust: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().join("data");
-        std::fs::create_dir_all(&data_dir).unwrap();
         let lines: String = (1..=users)
             .map(|n| format!("user{n}:{{PLAIN}}pass{n}::::::\n"))
             .collect();
-        UserDb::open(&data_dir).unwrap().import(&lines).unwrap();
+        TestServer::start_with_users(&lines, adjust)
+    }
+
+    /// Starts a server with the users of the passwd-file lines `users`.
+    pub fn start_with_users(users: &str, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        UserDb::open(&data_dir).unwrap().import(users).unwrap();
 
         let mut config = config(data_dir.clone());
         adjust(&mut config);
