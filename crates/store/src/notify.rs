@@ -6,7 +6,7 @@
 //! commit and after noticing another process's commits.
 //!
 //! The channel is an atomic value and a slot for each receiver's waker,
-//! rather than a tokio `watch` channel: every session in IDLE holds a
+//! rather than a tokio `watch` channel: every session in IDLE has a
 //! receiver, often alone on its mailbox, and a receiver is polled in place
 //! instead of through a stored future, so a waiting session keeps no
 //! future state for it.
