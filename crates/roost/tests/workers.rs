@@ -99,7 +99,9 @@ fn sessions_spread_and_survive_a_worker_crash() {
     assert!((6..=8).contains(&alive), "{alive} of 10 sessions survived one worker of three");
 
     // The governor released the lost sessions: who lists only the live ones.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // The supervisor releases them when it sees the worker end, which on a
+    // loaded machine can take several seconds.
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_roost"))
             .args(["who", "--data-dir", server.data_dir.to_str().unwrap()])
