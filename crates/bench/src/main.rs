@@ -113,8 +113,8 @@ pub struct SessionArgs {
     /// First source address; the rest follow it upward.
     #[arg(long, default_value = "127.0.0.2", value_name = "IP")]
     pub first_source_address: Ipv4Addr,
-    /// Sessions per source address [default: 90% of the kernel's
-    /// ephemeral port range].
+    /// Sessions per source address [default: a third of the kernel's
+    /// ephemeral port range, at most 20000].
     #[arg(long, value_name = "N")]
     pub sessions_per_address: Option<u32>,
     /// Sessions per worker process [default: 19000, or less when the
