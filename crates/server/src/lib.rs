@@ -290,9 +290,13 @@ impl Running {
             pool.shutdown().await;
         }
         let tasks = self.tasks;
+        let pool = self.pool.clone();
         let finished = async {
             for task in tasks {
                 let _ = task.await;
+            }
+            if let Some(pool) = pool {
+                pool.exited().await;
             }
         };
         if tokio::time::timeout(self.config.shutdown_grace, finished).await.is_err() {

@@ -438,6 +438,15 @@ impl WorkerPool {
         }
     }
 
+    /// Waits until every worker process has exited. The supervisor must not
+    /// exit before its workers: their handles kill them when dropped, which
+    /// would cut sessions before they get their BYE.
+    pub async fn exited(&self) {
+        while !self.worker_pids().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Makes every worker reread the TLS certificate and waits for their
     /// answers, so that once this returns every new connection gets the
     /// new certificate. Returns how many workers failed or did not answer.
