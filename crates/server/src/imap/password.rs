@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use super::control::SessionTable;
 use crate::workers::link::{NoAnswer, SupervisorLink};
 
-/// Where passwords are checked for this server instance.
+/// The place where this server instance checks passwords.
 pub enum PasswordCheck {
     /// In this process, against its own copy of the users file: a
     /// single-process server or the supervisor.
@@ -30,8 +30,8 @@ pub enum PasswordCheck {
 #[derive(Debug)]
 pub enum Verification {
     /// The password matches. `groups` are the user's groups from the
-    /// passwd-file when it is read here; the supervisor adds them itself
-    /// when it decides a worker's login, so from it they are empty.
+    /// passwd-file when this process reads it. From the supervisor they are
+    /// empty, because it adds them itself when it decides a worker's login.
     Verified { groups: Vec<String> },
     /// The login is rejected: unknown user, wrong or over-long password, or
     /// a stored hash that cannot be verified. `reason` is for the log only;

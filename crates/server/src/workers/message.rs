@@ -17,7 +17,7 @@ use zeroize::Zeroize;
 
 use crate::imap::session::Listener;
 
-/// Longest message accepted, in bytes.
+/// Maximum size of a message accepted, in bytes.
 pub const MESSAGE_BYTES_MAX: usize = 4096;
 
 /// From the supervisor to a worker.
@@ -27,14 +27,14 @@ pub enum ToWorker {
     Connection { ticket: Ticket, peer: SocketAddr, listener: Listener, delay: Duration },
     /// Close the session with `* BYE [UNAVAILABLE]` once it is between commands.
     Evict { ticket: Ticket, reason: Reason, retry_after: Duration },
-    /// The answer to a login request.
+    /// The response to a login request.
     Login { request: u64, decision: LoginDecision },
-    /// The answer to a penalty request: how long to wait.
+    /// The response to a penalty request: how long to wait.
     Delay { request: u64, delay: Duration },
-    /// The answer to a password check: `None` when the password matches,
+    /// The response to a password check: `None` when the password matches,
     /// else which check failed, for the worker's log.
     Verified { request: u64, rejection: Option<String> },
-    /// Reread the TLS certificate, then answer with `Reloaded`.
+    /// Reread the TLS certificate, then respond with `Reloaded`.
     ReloadTls,
     /// End every session and exit.
     Shutdown,
@@ -52,7 +52,7 @@ pub enum ToSupervisor {
     Login { request: u64, ticket: Ticket, user: String, groups: Vec<String> },
     /// How long to wait before checking the password of `user`.
     LoginDelay { request: u64, user: String },
-    /// A failed login; the answer says how long to hold back the `NO`.
+    /// A failed login. The response gives how long to hold back the `NO`.
     /// `user` is the name the client gave, which the supervisor counts
     /// against that user only when the users file has it.
     LoginFailed { request: u64, ticket: Ticket, user: Option<String> },
@@ -60,7 +60,7 @@ pub enum ToSupervisor {
     Identify { ticket: Ticket, name: String },
     /// The connection closed.
     Release { ticket: Ticket },
-    /// The answer to `ReloadTls`: whether the new certificate is in use.
+    /// The response to `ReloadTls`: whether the new certificate is in use.
     Reloaded { ok: bool },
 }
 
@@ -87,8 +87,8 @@ fn clean(value: &str) -> String {
     value.replace(['\t', '\n', '\r'], " ")
 }
 
-/// Longest rejection reason sent back, in bytes, so that an answer always
-/// fits in [`MESSAGE_BYTES_MAX`].
+/// Maximum size of a rejection reason sent back, in bytes, so that a
+/// response always fits in [`MESSAGE_BYTES_MAX`].
 const REJECTION_BYTES_MAX: usize = 1024;
 
 /// Returns `text` cut to at most `max` bytes, at a character boundary.

@@ -60,7 +60,7 @@ struct WorkerSlot {
     socket: Option<Arc<UnixSeqpacket>>,
     pid: Option<u32>,
     connections: usize,
-    /// Waits for the worker's answer to the last `ReloadTls`.
+    /// Waits for the worker's response to the last `ReloadTls`.
     reload: Option<tokio::sync::oneshot::Sender<bool>>,
 }
 
@@ -191,7 +191,7 @@ impl WorkerPool {
         Ok(index)
     }
 
-    /// Answers one worker's messages until its socket closes.
+    /// Handles one worker's messages until its socket closes.
     async fn serve_worker(&self, index: usize, socket: &Arc<UnixSeqpacket>) {
         let mut buffer = vec![0u8; MESSAGE_BYTES_MAX];
         loop {
@@ -218,7 +218,7 @@ impl WorkerPool {
             };
             if let Some(answer) = self.handle(index, socket, message).await {
                 if let Err(err) = socket.send(answer.encode().as_bytes()).await {
-                    warn!(worker = index, error = %err, "failed to answer a worker");
+                    warn!(worker = index, error = %err, "failed to send a response to a worker");
                     return;
                 }
             }
@@ -226,7 +226,7 @@ impl WorkerPool {
     }
 
     /// Checks a worker's password in a task of its own, so a slow hash
-    /// holds up no other message from that worker, and sends the answer.
+    /// holds up no other message from that worker, and sends the result.
     /// The check waits for the same permits as a login to this process.
     fn start_password_check(&self, index: usize, socket: &Arc<UnixSeqpacket>, request: u64, user: String, password: roost_auth::Secret) {
         let ctx = Arc::clone(&self.ctx);
@@ -240,7 +240,7 @@ impl WorkerPool {
             };
             let answer = ToWorker::Verified { request, rejection }.encode();
             if let Err(err) = socket.send(answer.as_bytes()).await {
-                warn!(worker = index, error = %err, "failed to answer a worker's password check");
+                warn!(worker = index, error = %err, "failed to send a password check result to a worker");
             }
         });
     }
@@ -255,7 +255,7 @@ impl WorkerPool {
                 None
             }
             ToSupervisor::Login { request, ticket, user, mut groups } => {
-                // The worker knows the configuration's groups; the
+                // The worker sends the configuration's groups, and the
                 // passwd-file's groups= field is read here.
                 groups.extend(self.file_groups(&user).await);
                 let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
