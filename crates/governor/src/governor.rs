@@ -22,6 +22,7 @@ use crate::decision::{Admission, ClassId, DecisionKind, LoginDecision, Reason, R
 use crate::network::SourceKey;
 use crate::policy::{ClassConfig, Policy, Rate};
 use crate::share::{Claim, fair_shares};
+use crate::users::{Penalty, UserTable, Waiting};
 
 /// Maximum number of sessions one decision passes to `preemptible`, so a decision
 /// stays cheap even when most candidates are busy.
@@ -56,9 +57,7 @@ pub struct Governor {
     connections: Vec<Connection>,
     free_tickets: Vec<u32>,
     sources: HashMap<SourceKey, SourceState>,
-    users: Vec<UserState>,
-    user_index: HashMap<Box<str>, u32>,
-    free_users: Vec<u32>,
+    users: UserTable,
     /// Client ID names the classes match on, lowercased.
     client_names: Vec<String>,
     preauth: u32,
@@ -138,30 +137,6 @@ struct QueueEntry {
     since: Time,
 }
 
-#[derive(Debug)]
-struct UserState {
-    name: Box<str>,
-    /// Bumped each time the slot is reused, so stale queue entries of the
-    /// previous user never match.
-    generation: u32,
-    /// Logged-in sessions in login order.
-    sessions: Vec<Ticket>,
-    /// Sessions told to leave that the server has not released yet.
-    leaving: u32,
-    /// A cleanup check for this user is queued.
-    cleanup_queued: bool,
-    bucket: Option<(Bucket, Rate)>,
-    penalty: Penalty,
-    waiting: Option<Waiting>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Waiting {
-    class: u16,
-    since: Time,
-    last_refused: Time,
-}
-
 #[derive(Default, Debug)]
 struct SourceState {
     connections: u32,
@@ -171,11 +146,6 @@ struct SourceState {
     penalty: Penalty,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-struct Penalty {
-    failures: u32,
-    last: Time,
-}
 
 /// Counts of one class, for metrics and reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -217,9 +187,7 @@ impl Governor {
             connections: Vec::new(),
             free_tickets: Vec::new(),
             sources: HashMap::new(),
-            users: Vec::new(),
-            user_index: HashMap::new(),
-            free_users: Vec::new(),
+            users: UserTable::default(),
             client_names,
             preauth: 0,
             held: 0,
@@ -294,7 +262,7 @@ impl Governor {
     }
 
     fn view<'a>(&'a self, connection: &Connection) -> SessionView<'a> {
-        let user = (connection.user != NO_USER).then(|| &*self.users[connection.user as usize].name);
+        let user = (connection.user != NO_USER).then(|| self.users[connection.user].name());
         SessionView {
             class: ClassId(connection.class),
             user,
@@ -475,8 +443,8 @@ impl Governor {
     /// Returns how long to wait before checking the password of `user`:
     /// what is left of the penalty its recent failed logins earned.
     pub fn login_delay(&self, now: Time, user: &str) -> Duration {
-        let Some(&index) = self.user_index.get(user) else { return Duration::ZERO };
-        let penalty = self.users[index as usize].penalty;
+        let Some(index) = self.users.find(user) else { return Duration::ZERO };
+        let penalty = self.users[index].penalty();
         self.penalty_delay(penalty).saturating_sub(now.since(penalty.last))
     }
 
@@ -502,8 +470,8 @@ impl Governor {
             delay = delay.max(self.penalty_delay(penalty));
         }
         if let Some(name) = user {
-            let index = self.intern_user(name);
-            let penalty = bump(&mut self.users[index as usize].penalty);
+            let index = self.users.intern(name);
+            let penalty = bump(&mut self.users[index].rare_mut().penalty);
             delay = delay.max(self.penalty_delay(penalty));
             self.schedule_user_cleanup(now, index);
         }
@@ -516,35 +484,6 @@ impl Governor {
         }
         let doublings = (penalty.failures - 1).min(20);
         self.policy.login_penalty_base.saturating_mul(1 << doublings).min(self.policy.login_penalty_max)
-    }
-
-    fn intern_user(&mut self, name: &str) -> u32 {
-        if let Some(&index) = self.user_index.get(name) {
-            return index;
-        }
-        let state = |generation| UserState {
-            name: name.into(),
-            generation,
-            sessions: Vec::new(),
-            leaving: 0,
-            cleanup_queued: false,
-            bucket: None,
-            penalty: Penalty::default(),
-            waiting: None,
-        };
-        let index = match self.free_users.pop() {
-            Some(index) => {
-                let generation = self.users[index as usize].generation.wrapping_add(1);
-                self.users[index as usize] = state(generation);
-                index
-            }
-            None => {
-                self.users.push(state(0));
-                self.users.len() as u32 - 1
-            }
-        };
-        self.user_index.insert(name.into(), index);
-        index
     }
 
     /// Decides on the login of `user` (whose password checked out) on
@@ -580,10 +519,10 @@ impl Governor {
         let class = self.classify(connection.address, connection.client, Some((user, groups)));
         let config = self.class_config(class).clone_limits();
         let key = SourceKey::of(connection.address);
-        let user_index = self.intern_user(user);
+        let user_index = self.users.intern(user);
 
         if let Some(rate) = config.user_rate {
-            let user_state = &mut self.users[user_index as usize];
+            let user_state = self.users[user_index].rare_mut();
             let (bucket, _) = user_state.bucket.get_or_insert_with(|| (Bucket::full(&rate, now), rate));
             if let Err(wait) = bucket.take(&rate, now) {
                 self.schedule_user_cleanup(now, user_index);
@@ -703,9 +642,9 @@ impl Governor {
     }
 
     fn entry_live(&self, now: Time, class: u16, entry: &QueueEntry) -> bool {
-        let state = &self.users[entry.user as usize];
+        let state = &self.users[entry.user];
         state.generation == entry.generation
-            && state.waiting.is_some_and(|waiting| {
+            && state.waiting().is_some_and(|waiting| {
                 waiting.class == class
                     && waiting.since == entry.since
                     && now.since(waiting.last_refused) <= self.policy.waiting_window
@@ -713,8 +652,8 @@ impl Governor {
     }
 
     fn enqueue(&mut self, now: Time, class: u16, user: u32) {
-        let generation = self.users[user as usize].generation;
-        match &mut self.users[user as usize].waiting {
+        let generation = self.users[user].generation;
+        match &mut self.users[user].rare_mut().waiting {
             Some(waiting) if waiting.class == class => waiting.last_refused = now,
             other => {
                 let previous = other.replace(Waiting { class, since: now, last_refused: now });
@@ -730,7 +669,7 @@ impl Governor {
     }
 
     fn stop_waiting(&mut self, user: u32) {
-        if let Some(waiting) = self.users[user as usize].waiting.take() {
+        if let Some(waiting) = self.users[user].take_waiting() {
             self.classes[usize::from(waiting.class)].waiting -= 1;
         }
     }
@@ -778,7 +717,7 @@ impl Governor {
             state.crowded.remove(&(count - 1, user));
             state.crowded.insert((count, user));
         }
-        self.users[user as usize].sessions.push(ticket);
+        self.users[user].sessions.push(ticket);
         let contended = self.classes[usize::from(class)].waiting > 0;
         self.stop_waiting(user);
         let connection = &mut self.connections[ticket.0 as usize];
@@ -794,7 +733,7 @@ impl Governor {
     fn evict(&mut self, now: Time, ticket: Ticket) {
         self.remove_session(now, ticket);
         let user = self.connections[ticket.0 as usize].user;
-        self.users[user as usize].leaving += 1;
+        self.users[user].leaving += 1;
         self.connections[ticket.0 as usize].stage = Stage::Leaving;
     }
 
@@ -819,7 +758,7 @@ impl Governor {
                 state.user_counts.remove(&user);
             }
         }
-        let sessions = &mut self.users[user as usize].sessions;
+        let sessions = &mut self.users[user].sessions;
         sessions.retain(|held| *held != ticket);
         if sessions.is_empty() {
             self.schedule_user_cleanup(now, user);
@@ -888,7 +827,7 @@ impl Governor {
             .map(|(_, holder)| *holder)
             .collect();
         for holder in crowded {
-            let sessions = self.users[holder as usize].sessions.clone();
+            let sessions = self.users[holder].sessions.clone();
             for ticket in sessions {
                 if budget == 0 {
                     return None;
@@ -906,7 +845,7 @@ impl Governor {
     }
 
     fn shares(&self, _now: Time, class: u16, user: u32) -> Vec<f64> {
-        let newcomer_waits = self.users[user as usize].waiting.is_some_and(|waiting| waiting.class == class);
+        let newcomer_waits = self.users[user].waiting().is_some_and(|waiting| waiting.class == class);
         let claims: Vec<Claim> = (0..self.classes.len() as u16)
             .map(|index| {
                 let config = self.class_config(index);
@@ -937,7 +876,7 @@ impl Governor {
     ) -> Option<Ticket> {
         let state = &self.classes[usize::from(class)];
         for (_, holder) in state.crowded.iter().rev() {
-            for ticket in &self.users[*holder as usize].sessions {
+            for ticket in &self.users[*holder].sessions {
                 if *budget == 0 {
                     return None;
                 }
@@ -984,7 +923,7 @@ impl Governor {
                 }
             }
             Stage::Leaving => {
-                let user = connection.user as usize;
+                let user = connection.user;
                 self.users[user].leaving -= 1;
                 if self.users[user].sessions.is_empty() {
                     self.schedule_user_cleanup(now, connection.user);
@@ -1015,9 +954,9 @@ impl Governor {
         let mut queue = std::mem::take(&mut self.classes[usize::from(class)].queue);
         let mut gave_up = Vec::new();
         queue.retain(|entry| {
-            let user = &self.users[entry.user as usize];
+            let user = &self.users[entry.user];
             let current = user.generation == entry.generation
-                && user.waiting.is_some_and(|waiting| waiting.class == class && waiting.since == entry.since);
+                && user.waiting().is_some_and(|waiting| waiting.class == class && waiting.since == entry.since);
             if current && !self.entry_live(now, class, entry) {
                 // Refused too long ago: the user stopped trying.
                 gave_up.push(entry.user);
@@ -1083,7 +1022,7 @@ impl Governor {
     }
 
     fn schedule_user_cleanup(&mut self, now: Time, user: u32) {
-        let state = &mut self.users[user as usize];
+        let state = &mut self.users[user];
         if std::mem::replace(&mut state.cleanup_queued, true) {
             return;
         }
@@ -1113,24 +1052,22 @@ impl Governor {
             self.cleanup.pop_front();
             match item {
                 Cleanup::User(index, generation) => {
-                    let user = &mut self.users[index as usize];
+                    let user = &mut self.users[index];
                     if user.generation != generation {
                         continue;
                     }
                     user.cleanup_queued = false;
-                    let user = &self.users[index as usize];
-                    if self.user_index.get(&user.name) != Some(&index) {
+                    if !self.users.is_live(index) {
                         continue;
                     }
+                    let user = &self.users[index];
                     let quiet = user.sessions.is_empty()
                         && user.leaving == 0
-                        && user.waiting.is_none()
-                        && user.bucket.is_none_or(|(bucket, rate)| bucket.is_full(&rate, now))
-                        && now.since(user.penalty.last) > self.policy.login_penalty_window;
+                        && user.waiting().is_none()
+                        && user.bucket().is_none_or(|(bucket, rate)| bucket.is_full(&rate, now))
+                        && now.since(user.penalty().last) > self.policy.login_penalty_window;
                     if quiet {
-                        let name = std::mem::take(&mut self.users[index as usize].name);
-                        self.user_index.remove(&name);
-                        self.free_users.push(index);
+                        self.users.forget(index);
                     } else if user.sessions.is_empty() && user.leaving == 0 {
                         self.schedule_user_cleanup(now, index);
                     }

@@ -21,6 +21,7 @@
 //! a decision never waits.
 
 mod bucket;
+mod users;
 pub mod config;
 pub mod decision;
 pub mod governor;

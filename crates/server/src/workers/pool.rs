@@ -8,7 +8,6 @@
 //! are lost. The supervisor alone reads the users file: it checks its
 //! workers' passwords and looks up their users' groups.
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -64,6 +63,48 @@ struct WorkerSlot {
     reload: Option<tokio::sync::oneshot::Sender<bool>>,
 }
 
+/// Which worker holds each ticket. Tickets are small numbers the governor
+/// reuses, so a vector indexed by ticket costs four bytes a connection
+/// where a hash map would cost several times that.
+#[derive(Default)]
+struct Owners {
+    by_ticket: Vec<u32>,
+}
+
+impl Owners {
+    const NONE: u32 = u32::MAX;
+
+    fn insert(&mut self, ticket: Ticket, worker: usize) {
+        let slot = ticket.0 as usize;
+        if self.by_ticket.len() <= slot {
+            self.by_ticket.resize(slot + 1, Self::NONE);
+        }
+        self.by_ticket[slot] = worker as u32;
+    }
+
+    fn get(&self, ticket: Ticket) -> Option<usize> {
+        self.by_ticket.get(ticket.0 as usize).filter(|owner| **owner != Self::NONE).map(|owner| *owner as usize)
+    }
+
+    fn remove(&mut self, ticket: Ticket) -> Option<usize> {
+        let owner = self.get(ticket)?;
+        self.by_ticket[ticket.0 as usize] = Self::NONE;
+        Some(owner)
+    }
+
+    /// Forgets and returns every ticket `worker` held.
+    fn remove_worker(&mut self, worker: usize) -> Vec<Ticket> {
+        let mut tickets = Vec::new();
+        for (slot, owner) in self.by_ticket.iter_mut().enumerate() {
+            if *owner == worker as u32 {
+                *owner = Self::NONE;
+                tickets.push(Ticket(slot as u32));
+            }
+        }
+        tickets
+    }
+}
+
 /// The supervisor's workers and which of them holds each ticket.
 pub struct WorkerPool {
     settings: PoolSettings,
@@ -74,7 +115,7 @@ pub struct WorkerPool {
     /// The users file, read here on behalf of every worker.
     users: Arc<UserDb>,
     workers: Mutex<Vec<WorkerSlot>>,
-    owners: Mutex<HashMap<Ticket, usize>>,
+    owners: Mutex<Owners>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -93,7 +134,7 @@ impl WorkerPool {
             table: Arc::clone(&table),
             users,
             workers: Mutex::new(Vec::new()),
-            owners: Mutex::new(HashMap::new()),
+            owners: Mutex::new(Owners::default()),
             shutdown,
         });
         pool.spawn_worker(None)?;
@@ -307,7 +348,7 @@ impl WorkerPool {
     }
 
     fn release(&self, index: usize, ticket: Ticket) {
-        let owned = self.owners.lock().unwrap_or_else(|e| e.into_inner()).remove(&ticket);
+        let owned = self.owners.lock().unwrap_or_else(|e| e.into_inner()).remove(ticket);
         if owned == Some(index) {
             if let Some(worker) = self.lock_workers().get_mut(index) {
                 worker.connections = worker.connections.saturating_sub(1);
@@ -321,11 +362,7 @@ impl WorkerPool {
     fn worker_ended(self: &Arc<Self>, index: usize, status: std::io::Result<std::process::ExitStatus>) {
         let orphans: Vec<Ticket> = {
             let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
-            let orphans: Vec<Ticket> = owners.iter().filter(|(_, owner)| **owner == index).map(|(ticket, _)| *ticket).collect();
-            for ticket in &orphans {
-                owners.remove(ticket);
-            }
-            orphans
+            owners.remove_worker(index)
         };
         for ticket in &orphans {
             self.table.abandon(*ticket);
@@ -420,7 +457,7 @@ impl WorkerPool {
     }
 
     fn evict(self: &Arc<Self>, ticket: Ticket, reason: Reason, retry_after: Duration) {
-        let Some(index) = self.owners.lock().unwrap_or_else(|e| e.into_inner()).get(&ticket).copied() else { return };
+        let Some(index) = self.owners.lock().unwrap_or_else(|e| e.into_inner()).get(ticket) else { return };
         let Some(socket) = self.lock_workers().get(index).and_then(|worker| worker.socket.clone()) else { return };
         let message = ToWorker::Evict { ticket, reason, retry_after }.encode();
         tokio::spawn(async move {
