@@ -18,17 +18,19 @@ use crate::{Result, StoreError};
 pub struct Readers {
     path: PathBuf,
     busy_timeout: Duration,
+    cache_bytes: u64,
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
 }
 
 impl Readers {
     /// Creates a pool of at most `count` connections, opened on first use.
-    pub fn new(path: PathBuf, busy_timeout: Duration, count: usize) -> Self {
+    pub fn new(path: PathBuf, busy_timeout: Duration, cache_bytes: u64, count: usize) -> Self {
         let count = count.max(1);
         Self {
             path,
             busy_timeout,
+            cache_bytes,
             idle: Mutex::new(Vec::with_capacity(count)),
             permits: Arc::new(Semaphore::new(count)),
         }
@@ -73,7 +75,11 @@ impl Readers {
             .pop();
         match idle {
             Some(conn) => Ok(conn),
-            None => schema::connect(&self.path, self.busy_timeout),
+            None => {
+                let conn = schema::connect(&self.path, self.busy_timeout)?;
+                schema::set_cache_bytes(&conn, self.cache_bytes)?;
+                Ok(conn)
+            }
         }
     }
 
@@ -93,4 +99,22 @@ fn read_in_transaction<T>(
     let value = read(&tx)?;
     tx.finish()?;
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reader_cache_size_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        schema::connect(&path, Duration::from_secs(1)).unwrap();
+        let readers = Arc::new(Readers::new(path, Duration::from_secs(1), 300 * 1024, 2));
+        let size: i64 = readers
+            .run(|conn| Ok(conn.pragma_query_value(None, "cache_size", |row| row.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(size, -300);
+    }
 }

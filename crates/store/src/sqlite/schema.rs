@@ -138,6 +138,14 @@ CREATE TRIGGER messages_counted_update AFTER UPDATE OF mailbox_id, system_flags 
 END;
 "#;
 
+/// Sets the page cache of `conn` to about `bytes`, at least 1 KiB.
+pub fn set_cache_bytes(conn: &Connection, bytes: u64) -> Result<()> {
+    // A negative cache_size is a size in KiB rather than in pages.
+    let kib = (bytes / 1024).clamp(1, i64::MAX as u64) as i64;
+    conn.pragma_update(None, "cache_size", -kib)?;
+    Ok(())
+}
+
 /// Opens a connection to the index with the settings every connection
 /// needs. `synchronous=FULL` makes each commit durable when it returns.
 pub fn connect(path: &Path, busy_timeout: Duration) -> Result<Connection> {

@@ -59,6 +59,10 @@ pub async fn select(session: &mut Session, mailbox: &Mailbox<'_>, read_only: boo
     let rev2 = session.enabled.imap4rev2;
     let (recent, recent_count) = if rev2 {
         (Vec::new(), 0)
+    } else if view.messages.is_empty() && !read_only {
+        // Nothing to claim, so the store's writer is skipped. A message
+        // that arrives later is claimed when the session reports it.
+        (Vec::new(), 0)
     } else if read_only {
         match ctx.store.status(info.id).await {
             Ok(status) => (Vec::new(), status.recent as usize),
