@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+use smallvec::SmallVec;
+
 use crate::{MailboxId, ModSeq};
 
 /// One mailbox's highest MODSEQ and the wakers of the receivers waiting
@@ -29,10 +31,12 @@ struct Channel {
     wakers: Mutex<Wakers>,
 }
 
-/// One slot per live receiver, reused after the receiver is dropped.
+/// One slot per live receiver, reused after the receiver is dropped. Most
+/// mailboxes have one receiver, the one session that selected it, so its
+/// slot is stored inline.
 #[derive(Debug, Default)]
 struct Wakers {
-    slots: Vec<Option<Waker>>,
+    slots: SmallVec<[Option<Waker>; 1]>,
     free: Vec<u32>,
 }
 
@@ -61,7 +65,7 @@ impl Channel {
 
     /// Wakes every receiver that is waiting.
     fn wake_all(&self) {
-        let waiting: Vec<Waker> = self.wakers().slots.iter_mut().filter_map(Option::take).collect();
+        let waiting: SmallVec<[Waker; 1]> = self.wakers().slots.iter_mut().filter_map(Option::take).collect();
         for waker in waiting {
             waker.wake();
         }
