@@ -96,12 +96,14 @@ pub struct UserDb {
 }
 
 /// Outcome of a successful [`UserDb::import`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImportSummary {
     /// Users that did not exist before.
     pub added: usize,
     /// Existing users whose line was replaced.
     pub updated: usize,
+    /// The names of the users imported, added or updated, in file order.
+    pub names: Vec<String>,
 }
 
 impl UserDb {

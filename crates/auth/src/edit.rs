@@ -108,8 +108,10 @@ impl UserDb {
             let mut summary = ImportSummary {
                 added: 0,
                 updated: 0,
+                names: Vec::with_capacity(imported.len()),
             };
             for user in imported {
+                summary.names.push(user.name.clone());
                 match index_by_name.get(&user.name) {
                     Some(&index) => {
                         // An import line without trailing fields keeps the

@@ -442,6 +442,7 @@ fn import_mixed_lines() {
 
     assert_eq!(summary.added, 4);
     assert_eq!(summary.updated, 1);
+    assert_eq!(summary.names, ["plain", "sha", "barecrypt", "cleartext", "existing"]);
     for user in ["plain", "sha", "barecrypt", "cleartext", "existing"] {
         assert!(db.verify(user, &Secret::from("secret")).is_ok(), "{user}");
     }

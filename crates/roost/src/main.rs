@@ -258,7 +258,7 @@ fn run_user(command: UserCommand) -> Result<(), CliError> {
         UserCommand::Passwd { name, location } => user::passwd(&data_dir(&location)?, &name),
         UserCommand::Delete { name, location } => user::delete(&data_dir(&location)?, &name),
         UserCommand::List { location } => user::list(&data_dir(&location)?),
-        UserCommand::Import { file, location } => user::import(&data_dir(&location)?, &file),
+        UserCommand::Import { file, location } => user::import(&location_settings(&location)?, &file),
     }
 }
 
@@ -342,8 +342,8 @@ fn data_dir(location: &DataLocation) -> Result<PathBuf, CliError> {
     Ok(Path::new(DATA_DIR_DEFAULT).to_path_buf())
 }
 
-/// Builds the settings for `roost deliver`: defaults, then `--config`, then
-/// `--data-dir`.
+/// Builds the settings for `roost deliver` and `roost user import`:
+/// defaults, then `--config`, then `--data-dir`.
 fn location_settings(location: &DataLocation) -> Result<Settings, CliError> {
     let mut settings = default_settings();
     if let Some(file) = &location.config {

@@ -148,7 +148,10 @@ pub fn list(data_dir: &Path) -> Result<(), CliError> {
     stdout.flush().map_err(output_error)
 }
 
-pub fn import(data_dir: &Path, file: &Path) -> Result<(), CliError> {
+/// Imports users from a passwd-file and creates their store accounts with
+/// the default mailboxes.
+pub fn import(settings: &Settings, file: &Path) -> Result<(), CliError> {
+    let data_dir = &settings.server.data_dir;
     let text = if file == Path::new("-") {
         let mut text = String::new();
         io::stdin()
@@ -168,8 +171,19 @@ pub fn import(data_dir: &Path, file: &Path) -> Result<(), CliError> {
         )),
         other => auth_error(other),
     })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| CliError::Runtime(format!("starting the tokio runtime failed: {err}")))?;
+    let created = runtime
+        .block_on(roost_server::delivery::create_accounts(&settings.server, summary.names))
+        .map_err(|err| {
+            CliError::Runtime(format!(
+                "{err:#}; the users were imported, and their accounts are created at first login"
+            ))
+        })?;
     println!(
-        "imported {} users: {} added, {} updated",
+        "imported {} users: {} added, {} updated; created {created} accounts with their default mailboxes",
         summary.added + summary.updated,
         summary.added,
         summary.updated

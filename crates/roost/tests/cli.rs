@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use roost_auth::{Secret, UserDb};
+use roost_store::MailStore;
 
 fn roost(args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_roost"))
@@ -310,12 +311,43 @@ fn import_mixed_file() {
     );
 
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert_eq!(stdout(&output), "imported 4 users: 4 added, 0 updated\n");
+    assert_eq!(
+        stdout(&output),
+        "imported 4 users: 4 added, 0 updated; created 4 accounts with their default mailboxes\n"
+    );
     let db = UserDb::open(&data_dir).unwrap();
     for user in ["plain", "crypt", "ssha", "bare"] {
         assert!(db.verify(user, &Secret::from("secret")).is_ok(), "{user}");
         assert!(db.verify(user, &Secret::from("wrong")).is_err(), "{user}");
     }
+    assert_eq!(
+        account_mailboxes(&data_dir, "crypt"),
+        ["Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash"]
+    );
+
+    // A second import updates the users and finds their accounts there.
+    let again = roost(
+        &["user", "import", path_arg(&file), "--data-dir", path_arg(&data_dir)],
+        b"",
+    );
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(
+        stdout(&again),
+        "imported 4 users: 0 added, 4 updated; created 0 accounts with their default mailboxes\n"
+    );
+}
+
+/// Returns the mailbox names of `user`'s account in the store in
+/// `data_dir`, sorted.
+fn account_mailboxes(data_dir: &Path, user: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let store = roost_store::sqlite::SqliteStore::open(data_dir).unwrap();
+        let account = store.account(user, &[]).await.unwrap();
+        let mut names: Vec<String> = store.mailboxes(account).await.unwrap().into_iter().map(|mailbox| mailbox.name).collect();
+        names.sort();
+        names
+    })
 }
 
 #[test]
@@ -381,7 +413,9 @@ fn import_of_100000_plain_lines() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
         stdout(&output),
-        format!("imported {count} users: {count} added, 0 updated\n")
+        format!(
+            "imported {count} users: {count} added, 0 updated; created {count} accounts with their default mailboxes\n"
+        )
     );
     let db = UserDb::open(&data_dir).unwrap();
     assert_eq!(db.len(), count);

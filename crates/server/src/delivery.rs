@@ -201,6 +201,25 @@ pub async fn deliver_local(config: &Config, user: &str, raw: Vec<u8>) -> anyhow:
     Ok(())
 }
 
+/// Creates the store accounts of `users` that do not exist yet, with
+/// `INBOX` and the configured default mailboxes, for `roost user import`.
+/// Returns how many were created. Creating them here rather than at first
+/// login keeps a storm of first logins from queueing on the store's writer.
+pub async fn create_accounts(config: &Config, users: Vec<String>) -> anyhow::Result<usize> {
+    let data_dir = config.data_dir.clone();
+    let limits = config.limits.clone();
+    let store = tokio::task::spawn_blocking(move || {
+        roost_store::sqlite::SqliteStore::open_with(&data_dir, crate::store_options(&limits))
+            .with_context(|| format!("failed to open the store in {}", data_dir.display()))
+    })
+    .await??;
+    let created = store
+        .create_accounts(&users, &config.imap.default_mailboxes)
+        .await
+        .context("failed to create the accounts of the imported users")?;
+    Ok(created)
+}
+
 /// Replaces every LF not preceded by CR with CRLF, because the store keeps
 /// messages with CRLF line endings. Returns the input unchanged when it has
 /// no bare LF.

@@ -101,6 +101,7 @@ async fn uids(store: &dyn MailStore, mailbox: MailboxId) -> Vec<Uid> {
 /// empty store on each call.
 pub async fn run_all<S: MailStore>(make: impl Fn() -> S) {
     account_creates_default_mailboxes(&make()).await;
+    create_accounts_skips_existing(&make()).await;
     create_mailbox_makes_parents(&make()).await;
     delete_mailbox_keeps_children(&make()).await;
     rename_mailbox_moves_children(&make()).await;
@@ -149,6 +150,28 @@ pub async fn account_creates_default_mailboxes(store: &dyn MailStore) {
     let other = store.account("bob", &[]).await.unwrap();
     assert_ne!(other, account);
     assert_eq!(names(store, other).await, vec!["INBOX"]);
+}
+
+pub async fn create_accounts_skips_existing(store: &dyn MailStore) {
+    let alice = setup(store).await;
+    store.create_mailbox(alice, "Work", None).await.unwrap();
+
+    let listed: Vec<String> = ["alice", "bob", "carol", "bob"].iter().map(|name| name.to_string()).collect();
+    let created = store.create_accounts(&listed, &defaults()).await.unwrap();
+    assert_eq!(created, 2, "bob and carol are new; alice exists and bob is listed twice");
+    assert_eq!(names(store, alice).await, vec!["INBOX", "Sent", "Trash", "Work"]);
+
+    let bob = store.account("bob", &[]).await.unwrap();
+    assert_eq!(names(store, bob).await, vec!["INBOX", "Sent", "Trash"]);
+    let trash = store.mailbox(bob, "Trash").await.unwrap().unwrap();
+    assert_eq!(trash.special_use.as_deref(), Some("\\Trash"));
+
+    let again = store.create_accounts(&listed, &defaults()).await.unwrap();
+    assert_eq!(again, 0);
+
+    let empty = store.create_accounts(&["dave".to_owned(), String::new()], &defaults()).await;
+    assert!(matches!(empty, Err(StoreError::Invalid(_))), "{empty:?}");
+    assert_eq!(store.create_accounts(&[], &defaults()).await.unwrap(), 0);
 }
 
 pub async fn create_mailbox_makes_parents(store: &dyn MailStore) {

@@ -40,6 +40,11 @@ pub trait MailStore: Send + Sync + 'static {
     /// the given special-use mailboxes (name, attribute) on first use.
     async fn account(&self, name: &str, defaults: &[(String, String)]) -> Result<AccountId>;
 
+    /// Creates the accounts in `names` that do not exist yet, each with an
+    /// `INBOX` and the given special-use mailboxes, so that first logins
+    /// find them ready. Returns how many accounts were created.
+    async fn create_accounts(&self, names: &[String], defaults: &[(String, String)]) -> Result<usize>;
+
     /// Deletes an account and all of its mail.
     async fn delete_account(&self, name: &str) -> Result<()>;
 

@@ -26,6 +26,7 @@ macro_rules! case {
 }
 
 case!(account_creates_default_mailboxes);
+case!(create_accounts_skips_existing);
 case!(create_mailbox_makes_parents);
 case!(delete_mailbox_keeps_children);
 case!(rename_mailbox_moves_children);

@@ -117,6 +117,30 @@ pub fn ensure_account(
     if let Some(id) = find_account(conn, name)? {
         return Ok(id);
     }
+    insert_account(conn, name, defaults, name_bytes_max)
+}
+
+/// Creates the account with `INBOX` and the default mailboxes unless it
+/// exists. Returns whether it was created.
+pub fn create_account_if_missing(
+    conn: &Connection,
+    name: &str,
+    defaults: &[(String, String)],
+    name_bytes_max: usize,
+) -> Result<bool> {
+    if find_account(conn, name)?.is_some() {
+        return Ok(false);
+    }
+    insert_account(conn, name, defaults, name_bytes_max)?;
+    Ok(true)
+}
+
+fn insert_account(
+    conn: &Connection,
+    name: &str,
+    defaults: &[(String, String)],
+    name_bytes_max: usize,
+) -> Result<AccountId> {
     let id: u64 = conn
         .prepare_cached("INSERT INTO accounts (name) VALUES (?1) RETURNING id")?
         .query_row([name], |row| row.get(0))?;
