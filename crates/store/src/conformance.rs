@@ -169,6 +169,27 @@ pub async fn create_accounts_skips_existing(store: &dyn MailStore) {
     let again = store.create_accounts(&listed, &defaults()).await.unwrap();
     assert_eq!(again, 0);
 
+    // Parents of nested defaults are created, duplicates once.
+    let nested = vec![
+        ("Archive/2024".to_owned(), "\\Archive".to_owned()),
+        ("Sent".to_owned(), "\\Sent".to_owned()),
+        ("Sent".to_owned(), "\\Sent".to_owned()),
+    ];
+    assert_eq!(store.create_accounts(&["erin".to_owned()], &nested).await.unwrap(), 1);
+    let erin = store.account("erin", &[]).await.unwrap();
+    assert_eq!(names(store, erin).await, vec!["Archive", "Archive/2024", "INBOX", "Sent"]);
+    let archive = store.mailbox(erin, "Archive").await.unwrap().unwrap();
+    assert_eq!(archive.special_use, None);
+    let yearly = store.mailbox(erin, "Archive/2024").await.unwrap().unwrap();
+    assert_eq!(yearly.special_use.as_deref(), Some("\\Archive"));
+    let mut validities = Vec::new();
+    for mailbox in store.mailboxes(erin).await.unwrap() {
+        validities.push(store.mailbox(erin, &mailbox.name).await.unwrap().unwrap().uid_validity);
+    }
+    validities.sort_unstable();
+    validities.dedup();
+    assert_eq!(validities.len(), 4, "every mailbox gets its own UIDVALIDITY");
+
     let empty = store.create_accounts(&["dave".to_owned(), String::new()], &defaults()).await;
     assert!(matches!(empty, Err(StoreError::Invalid(_))), "{empty:?}");
     assert_eq!(store.create_accounts(&[], &defaults()).await.unwrap(), 0);

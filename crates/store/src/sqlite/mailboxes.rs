@@ -145,13 +145,26 @@ fn insert_account(
         .prepare_cached("INSERT INTO accounts (name) VALUES (?1) RETURNING id")?
         .query_row([name], |row| row.get(0))?;
     let account = AccountId(id);
-    insert_mailbox(conn, account, INBOX, None)?;
+
+    // The account is new, so its mailboxes are the ones listed here: the
+    // list is checked for duplicates and missing parents in memory,
+    // without a query per mailbox.
+    let mut mailboxes: Vec<(String, Option<&str>)> = vec![(INBOX.to_owned(), None)];
     for (mailbox, special_use) in defaults {
         let mailbox = canonical_name(mailbox, name_bytes_max)?;
-        if find_mailbox(conn, account, &mailbox)?.is_some() {
+        if mailboxes.iter().any(|(listed, _)| *listed == mailbox) {
             continue;
         }
-        create_with_parents(conn, account, &mailbox, Some(special_use))?;
+        for parent in parents(&mailbox) {
+            if !mailboxes.iter().any(|(listed, _)| listed == parent) {
+                mailboxes.push((parent.to_owned(), None));
+            }
+        }
+        mailboxes.push((mailbox, Some(special_use.as_str())));
+    }
+    let first = reserve_uid_validities(conn, mailboxes.len() as u32)?;
+    for (offset, (mailbox, special_use)) in mailboxes.iter().enumerate() {
+        insert_mailbox_row(conn, account, mailbox, *special_use, first + offset as u32)?;
     }
     Ok(account)
 }
@@ -223,6 +236,13 @@ pub fn highest_modseq(conn: &Connection, id: MailboxId) -> Result<Option<ModSeq>
 /// mailbox incarnation in this store thus gets a distinct value, even
 /// when a name is deleted and created again within one second.
 fn next_uid_validity(conn: &Connection) -> Result<u32> {
+    reserve_uid_validities(conn, 1)
+}
+
+/// Reserves `count` consecutive UIDVALIDITY values and returns the first.
+/// Values follow the clock in seconds, or the last value taken if that is
+/// ahead, so they never repeat in this store.
+fn reserve_uid_validities(conn: &Connection, count: u32) -> Result<u32> {
     let last: Option<u32> = conn
         .prepare_cached("SELECT value FROM meta WHERE key = 'uid_validity_last'")?
         .query_row([], |row| row.get(0))
@@ -231,17 +251,17 @@ fn next_uid_validity(conn: &Connection) -> Result<u32> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX))
         .unwrap_or(1);
-    let next = match last {
-        Some(last) if last >= now => last.checked_add(1).ok_or_else(|| {
-            StoreError::Invalid("no UIDVALIDITY values are left in this store".into())
-        })?,
+    let exhausted = || StoreError::Invalid("no UIDVALIDITY values are left in this store".into());
+    let first = match last {
+        Some(last) if last >= now => last.checked_add(1).ok_or_else(exhausted)?,
         _ => now.max(1),
     };
+    let reserved_last = first.checked_add(count.saturating_sub(1)).ok_or_else(exhausted)?;
     conn.prepare_cached(
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('uid_validity_last', ?1)",
     )?
-    .execute([next])?;
-    Ok(next)
+    .execute([reserved_last])?;
+    Ok(first)
 }
 
 fn insert_mailbox(
@@ -251,6 +271,16 @@ fn insert_mailbox(
     special_use: Option<&str>,
 ) -> Result<MailboxId> {
     let uid_validity = next_uid_validity(conn)?;
+    insert_mailbox_row(conn, account, name, special_use, uid_validity)
+}
+
+fn insert_mailbox_row(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+    special_use: Option<&str>,
+    uid_validity: u32,
+) -> Result<MailboxId> {
     let id: u64 = conn
         .prepare_cached(
             "INSERT INTO mailboxes (account_id, name, uid_validity, special_use) VALUES (?1, ?2, ?3, ?4) RETURNING id",
