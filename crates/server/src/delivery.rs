@@ -201,11 +201,6 @@ pub async fn deliver_local(config: &Config, user: &str, raw: Vec<u8>) -> anyhow:
     Ok(())
 }
 
-/// Page cache of the store's writer while `roost user import` creates
-/// accounts. The mailbox table's indexes of a million users outgrow the
-/// default 2 MiB, and every miss costs the writer a read from the file.
-const IMPORT_WRITER_CACHE_BYTES: u64 = 64 * 1024 * 1024;
-
 /// Creates the store accounts of `users` that do not exist yet, with
 /// `INBOX` and the configured default mailboxes, for `roost user import`.
 /// Returns how many were created. Creating them here rather than at first
@@ -214,11 +209,7 @@ pub async fn create_accounts(config: &Config, users: Vec<String>) -> anyhow::Res
     let data_dir = config.data_dir.clone();
     let limits = config.limits.clone();
     let store = tokio::task::spawn_blocking(move || {
-        let options = roost_store::sqlite::SqliteOptions {
-            writer_cache_bytes: IMPORT_WRITER_CACHE_BYTES,
-            ..crate::store_options(&limits)
-        };
-        roost_store::sqlite::SqliteStore::open_with(&data_dir, options)
+        roost_store::sqlite::SqliteStore::open_with(&data_dir, crate::store_options(&limits))
             .with_context(|| format!("failed to open the store in {}", data_dir.display()))
     })
     .await??;

@@ -66,9 +66,6 @@ pub struct SqliteOptions {
     pub write_batch_max: usize,
     /// Maximum number of read connections. Further reads wait. Default 4.
     pub readers_max: usize,
-    /// Page cache of the write connection, in bytes. Default 2 MiB, the
-    /// size SQLite picks by default; a bulk import gains from more.
-    pub writer_cache_bytes: u64,
     /// Page cache of each read connection, and of the one that reads a
     /// mailbox's MODSEQ for a new watcher, in bytes. Reads that miss it
     /// go to the operating system's file cache. SQLite's own default is
@@ -108,7 +105,6 @@ impl Default for SqliteOptions {
             write_queue_max: 1024,
             write_batch_max: 256,
             readers_max: 4,
-            writer_cache_bytes: 2 * 1024 * 1024,
             reader_cache_bytes: 256 * 1024,
             poll_interval: Duration::from_millis(300),
             change_log_rows_max: 100_000,
@@ -151,7 +147,6 @@ impl SqliteStore {
         let index = dir.join("index.sqlite");
 
         let mut write_conn = schema::connect(&index, options.busy_timeout)?;
-        schema::set_cache_bytes(&write_conn, options.writer_cache_bytes)?;
         // The writer runs each request in a savepoint, so SQLite keeps
         // statement and savepoint journals of the pages it changes. In
         // memory they cost a copy per changed page; in a temporary file
