@@ -36,6 +36,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "metrics_listen",
     "workers",
     "worker_connections_max",
+    "worker_blocking_threads_max",
+    "worker_answer_timeout",
     "[imap]",
     "[lmtp]",
     "[tls]",
@@ -94,6 +96,8 @@ pub struct Settings {
     /// Most connections one worker holds, if the file sets it; else the
     /// descriptor limit less what a process keeps for itself.
     pub worker_connections_max: Option<usize>,
+    /// Maximum number of threads a worker runs store work on.
+    pub worker_blocking_threads_max: usize,
     /// Log filter from the file, if it sets one.
     pub log_level: Option<String>,
 }
@@ -163,9 +167,20 @@ pub fn default_settings() -> Settings {
         capacity: Capacity::default(),
         workers: WorkerCount::Auto,
         worker_connections_max: None,
+        worker_blocking_threads_max: WORKER_BLOCKING_THREADS_DEFAULT,
         log_level: None,
     }
 }
+
+/// Default of `worker_blocking_threads_max`, the threads a worker runs
+/// store work on. Tokio's default of 512 per process, times dozens of
+/// workers, would let a burst of logins start thousands of threads, each
+/// with its own stack.
+const WORKER_BLOCKING_THREADS_DEFAULT: usize = 16;
+
+/// Highest `worker_blocking_threads_max` accepted: tokio's own default
+/// for one process.
+const WORKER_BLOCKING_THREADS_LIMIT: usize = 512;
 
 /// The `workers` setting: how many worker processes hold sessions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -282,6 +297,20 @@ fn apply_table(
             "metrics_listen" => config.metrics_listen = listen_value(key, value)?,
             "workers" => settings.workers = worker_count_value(key, value)?,
             "worker_connections_max" => settings.worker_connections_max = Some(count_value(key, value, 1, 19_000)?),
+            "worker_blocking_threads_max" => {
+                let count = count_value(key, value, 1, WORKER_BLOCKING_THREADS_DEFAULT)?;
+                if count > WORKER_BLOCKING_THREADS_LIMIT {
+                    return Err(invalid(
+                        key,
+                        value,
+                        &format!("expected at most {WORKER_BLOCKING_THREADS_LIMIT}, e.g. {WORKER_BLOCKING_THREADS_DEFAULT}"),
+                    ));
+                }
+                settings.worker_blocking_threads_max = count;
+            }
+            "worker_answer_timeout" => {
+                config.workers.answer_timeout = duration_value(key, value, Duration::from_secs(1))?
+            }
             _ => return Err(unknown_key("", key, TOP_LEVEL_KEYS)),
         }
     }
@@ -825,6 +854,18 @@ mod tests {
                 "log_level = \"info,=[\"",
                 "key log_level: invalid value \"info,=[\":",
             ),
+            (
+                "worker_blocking_threads_max = 0",
+                "key worker_blocking_threads_max: invalid value 0: expected a whole number of at least 1, e.g. 16",
+            ),
+            (
+                "worker_blocking_threads_max = 513",
+                "key worker_blocking_threads_max: invalid value 513: expected at most 512, e.g. 16",
+            ),
+            (
+                "worker_answer_timeout = \"500ms\"",
+                "key worker_answer_timeout: invalid value \"500ms\":",
+            ),
         ];
         for (text, expected) in cases {
             let message = apply_text(text).unwrap_err();
@@ -834,6 +875,22 @@ mod tests {
             );
             assert!(!message.contains('\n'), "{text:?}: {message}");
         }
+    }
+
+    #[test]
+    fn worker_limits_at_bounds() {
+        let mut settings = default_settings();
+        assert_eq!(settings.worker_blocking_threads_max, 16);
+        assert_eq!(settings.server.workers.answer_timeout, Duration::from_secs(30));
+
+        let table: toml::Table = "worker_blocking_threads_max = 512\nworker_answer_timeout = \"1s\"".parse().unwrap();
+        apply_table(&mut settings, &table, Path::new(".")).unwrap();
+        assert_eq!(settings.worker_blocking_threads_max, 512);
+        assert_eq!(settings.server.workers.answer_timeout, Duration::from_secs(1));
+
+        let table: toml::Table = "worker_blocking_threads_max = 1".parse().unwrap();
+        apply_table(&mut settings, &table, Path::new(".")).unwrap();
+        assert_eq!(settings.worker_blocking_threads_max, 1);
     }
 
     #[test]
@@ -847,7 +904,7 @@ mod tests {
         let message = apply_text("datadir = \"x\"").unwrap_err();
         assert_eq!(
             message,
-            "unknown key datadir: valid top-level keys are data_dir, imap_listen, imaps_listen, lmtp_listen, trusted_networks, shutdown_grace, log_level, metrics_listen, workers, worker_connections_max, [imap], [lmtp], [tls], [limits], [governor], [groups]"
+            "unknown key datadir: valid top-level keys are data_dir, imap_listen, imaps_listen, lmtp_listen, trusted_networks, shutdown_grace, log_level, metrics_listen, workers, worker_connections_max, worker_blocking_threads_max, worker_answer_timeout, [imap], [lmtp], [tls], [limits], [governor], [groups]"
         );
     }
 

@@ -43,11 +43,6 @@ pub fn init_logging(flag: Option<&str>, from_file: Option<&str>) -> Result<(), C
     Ok(())
 }
 
-/// Threads a worker runs store work on. Tokio's default of 512 per
-/// process, times dozens of workers, would let a burst of logins start
-/// thousands of threads, each with its own stack.
-const WORKER_BLOCKING_THREADS_MAX: usize = 16;
-
 /// Descriptors each process keeps free of sessions: the store's
 /// connections and files, listeners, the links to workers, logs.
 const DESCRIPTORS_RESERVED: u64 = 1024;
@@ -87,7 +82,10 @@ pub fn resolve_workers(settings: &mut Settings, descriptors: u64) -> Result<(), 
         WorkerCount::Fixed(count) => count as u64,
     };
     if count == 0 {
-        settings.server.workers = WorkersConfig::single_process();
+        settings.server.workers = WorkersConfig {
+            answer_timeout: settings.server.workers.answer_timeout,
+            ..WorkersConfig::single_process()
+        };
         return Ok(());
     }
     let program = std::env::current_exe()
@@ -96,6 +94,7 @@ pub fn resolve_workers(settings: &mut Settings, descriptors: u64) -> Result<(), 
         command: Some(WorkerCommand { program, args: std::env::args_os().skip(1).collect() }),
         workers_max: count as usize,
         connections_per_worker_max: per_worker as usize,
+        answer_timeout: settings.server.workers.answer_timeout,
     };
     Ok(())
 }
@@ -107,7 +106,7 @@ pub fn run_worker(settings: Settings, index: usize) -> Result<(), CliError> {
     // worker's blocking work (the store) runs on the blocking pool, and its
     // password checks run in the supervisor.
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .max_blocking_threads(WORKER_BLOCKING_THREADS_MAX)
+        .max_blocking_threads(settings.worker_blocking_threads_max)
         .enable_all()
         .build()
         .map_err(|err| CliError::Runtime(format!("starting the tokio runtime failed: {err}")))?;

@@ -47,12 +47,25 @@ pub struct WorkersConfig {
     pub workers_max: usize,
     /// Most connections one worker holds, below its descriptor limit.
     pub connections_per_worker_max: usize,
+    /// Longest a worker waits for the supervisor's reply to a password
+    /// check or login request before it rejects the login itself.
+    pub answer_timeout: std::time::Duration,
 }
 
 impl WorkersConfig {
+    /// The default of [`WorkersConfig::answer_timeout`]: long enough for a
+    /// supervisor busy with a storm of Argon2 checks, short enough that a
+    /// client is not left hanging by a stuck supervisor.
+    pub const ANSWER_TIMEOUT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(30);
+
     /// Returns the setting that serves every session in this process.
     pub fn single_process() -> WorkersConfig {
-        WorkersConfig { command: None, workers_max: 0, connections_per_worker_max: 0 }
+        WorkersConfig {
+            command: None,
+            workers_max: 0,
+            connections_per_worker_max: 0,
+            answer_timeout: Self::ANSWER_TIMEOUT_DEFAULT,
+        }
     }
 }
 

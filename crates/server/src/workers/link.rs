@@ -15,15 +15,11 @@ use tracing::warn;
 
 use super::message::{MESSAGE_BYTES_MAX, ToSupervisor, ToWorker, wipe};
 
-/// Longest a worker waits for the supervisor's answer before refusing the
-/// login itself.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Why a request to the supervisor got no answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoAnswer {
     /// The supervisor did not answer within the answer timeout.
-    TimedOut,
+    TimedOut(Duration),
     /// The link to the supervisor is closed.
     LinkClosed,
 }
@@ -31,7 +27,11 @@ pub enum NoAnswer {
 impl std::fmt::Display for NoAnswer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            NoAnswer::TimedOut => write!(f, "the supervisor did not answer within {} s", ANSWER_TIMEOUT.as_secs()),
+            NoAnswer::TimedOut(timeout) => write!(
+                f,
+                "the supervisor did not answer within {} s (worker_answer_timeout)",
+                timeout.as_secs_f64()
+            ),
             NoAnswer::LinkClosed => f.write_str("the link to the supervisor is closed"),
         }
     }
@@ -53,11 +53,9 @@ pub struct SupervisorLink {
 
 impl SupervisorLink {
     /// Starts the writer task on `socket`; must run inside a Tokio runtime.
-    pub fn start(socket: Arc<UnixSeqpacket>) -> Arc<SupervisorLink> {
-        SupervisorLink::start_with_timeout(socket, ANSWER_TIMEOUT)
-    }
-
-    fn start_with_timeout(socket: Arc<UnixSeqpacket>, answer_timeout: Duration) -> Arc<SupervisorLink> {
+    /// Requests without a reply from the supervisor within `answer_timeout`
+    /// fail with [`NoAnswer::TimedOut`].
+    pub fn start(socket: Arc<UnixSeqpacket>, answer_timeout: Duration) -> Arc<SupervisorLink> {
         let (outgoing, queue) = mpsc::unbounded_channel::<ToSupervisor>();
         let link = Arc::new(SupervisorLink {
             outgoing,
@@ -111,7 +109,7 @@ impl SupervisorLink {
         match answered {
             Ok(Ok(message)) => Ok(message),
             Ok(Err(_)) => Err(NoAnswer::LinkClosed),
-            Err(_) => Err(NoAnswer::TimedOut),
+            Err(_) => Err(NoAnswer::TimedOut(self.answer_timeout)),
         }
     }
 
@@ -226,7 +224,7 @@ mod tests {
     /// which plays the supervisor.
     fn link_pair(answer_timeout: Duration) -> (Arc<SupervisorLink>, UnixSeqpacket) {
         let (worker, supervisor) = UnixSeqpacket::pair().unwrap();
-        (SupervisorLink::start_with_timeout(Arc::new(worker), answer_timeout), supervisor)
+        (SupervisorLink::start(Arc::new(worker), answer_timeout), supervisor)
     }
 
     async fn receive(supervisor: &UnixSeqpacket) -> ToSupervisor {
@@ -268,7 +266,7 @@ mod tests {
     #[tokio::test]
     async fn unanswered_verify_times_out() {
         let (link, _supervisor) = link_pair(Duration::from_millis(200));
-        assert_eq!(link.verify("alice", Secret::from("secret")).await, Err(NoAnswer::TimedOut));
+        assert_eq!(link.verify("alice", Secret::from("secret")).await, Err(NoAnswer::TimedOut(Duration::from_millis(200))));
     }
 
     #[tokio::test]

@@ -30,7 +30,7 @@ pub async fn run_worker(config: Config, socket: UnixSeqpacket, phases: std::fs::
     let tls = crate::open_tls(&config).await?;
     let phases = Arc::new(PhaseBoard::open(phases).context("failed to map the phase board")?);
     let socket = Arc::new(socket);
-    let link = SupervisorLink::start(Arc::clone(&socket));
+    let link = SupervisorLink::start(Arc::clone(&socket), config.workers.answer_timeout);
     let table = SessionTable::for_worker(Arc::clone(&link), phases);
     let passwords = PasswordCheck::Supervisor(Arc::clone(&link));
     let ctx = ImapContext::with_table(store, passwords, Arc::clone(&config), tls, table);
