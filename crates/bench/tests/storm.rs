@@ -58,11 +58,12 @@ fn storm_three_workers_all_idle() {
             .clone()
     };
     assert!(row("server_pss")["during"].as_u64().unwrap() > 0);
-    // 300 idle connections add 600 TCP sockets (both ends). The counter
-    // is machine-wide and other tests close sockets meanwhile, so only
-    // half is required.
+    // 300 idle connections hold 600 TCP sockets (both ends) at the sample.
+    // The counter is machine-wide: other tests may open or close sockets
+    // during the storm, so the delta is not checked, only that the count
+    // at the sample includes this storm's sockets.
     assert!(
-        row("tcp_in_use")["delta"].as_i64().unwrap() >= 300,
+        row("tcp_in_use")["during"].as_i64().unwrap() >= 600,
         "{:#}",
         row("tcp_in_use")
     );
