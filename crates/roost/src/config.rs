@@ -69,6 +69,7 @@ const LIMITS_KEYS: &[&str] = &[
     "login_failures_max",
     "lmtp_recipients_max",
     "mailboxes_per_account_max",
+    "store_reader_cache_bytes",
 ];
 
 /// Special-use attributes of RFC 6154 that a default mailbox may carry.
@@ -159,6 +160,7 @@ pub fn default_settings() -> Settings {
                 login_failures_max: 3,
                 lmtp_recipients_max: 100,
                 mailboxes_per_account_max: 10_000,
+                store_reader_cache_bytes: 256 * 1024,
             },
             governor: GovernorConfig::with_capacity(0, 0),
             metrics_listen: Some("127.0.0.1:9143".parse().expect("valid literal address")),
@@ -461,6 +463,10 @@ fn apply_limits(limits: &mut Limits, table: &toml::Table) -> Result<(), String> 
             "mailboxes_per_account_max" => {
                 let example = limits.mailboxes_per_account_max as usize;
                 limits.mailboxes_per_account_max = count_value(&full_key, value, 1, example)? as u64
+            }
+            "store_reader_cache_bytes" => {
+                let example = limits.store_reader_cache_bytes;
+                limits.store_reader_cache_bytes = bytes_value(&full_key, value, 1_024, example)?
             }
             _ => return Err(unknown_key("limits", key, LIMITS_KEYS)),
         }
@@ -855,6 +861,10 @@ mod tests {
                 "key log_level: invalid value \"info,=[\":",
             ),
             (
+                "[limits]\nstore_reader_cache_bytes = 1023",
+                "key limits.store_reader_cache_bytes: invalid value 1023: expected a whole number of bytes of at least 1024, e.g. 262144",
+            ),
+            (
                 "worker_blocking_threads_max = 0",
                 "key worker_blocking_threads_max: invalid value 0: expected a whole number of at least 1, e.g. 16",
             ),
@@ -878,6 +888,15 @@ mod tests {
     }
 
     #[test]
+    fn store_reader_cache_at_bound() {
+        let settings = apply_text("[limits]\nstore_reader_cache_bytes = 1024").unwrap();
+        assert_eq!(settings.server.limits.store_reader_cache_bytes, 1024);
+        let options = roost_server::store_options(&settings.server.limits);
+        assert_eq!(options.reader_cache_bytes, 1024);
+        assert_eq!(default_settings().server.limits.store_reader_cache_bytes, 256 * 1024);
+    }
+
+    #[test]
     fn worker_limits_at_bounds() {
         let mut settings = default_settings();
         assert_eq!(settings.worker_blocking_threads_max, 16);
@@ -898,7 +917,7 @@ mod tests {
         let message = apply_text("[limits]\nline_bytes = 5").unwrap_err();
         assert_eq!(
             message,
-            "unknown key limits.line_bytes: valid keys in [limits] are line_bytes_max, literal_bytes_max_unauthenticated, message_bytes_max, command_bytes_max, mailbox_name_bytes_max, mailbox_depth_max, mime_depth_max, mime_parts_max, login_failures_max, lmtp_recipients_max, mailboxes_per_account_max"
+            "unknown key limits.line_bytes: valid keys in [limits] are line_bytes_max, literal_bytes_max_unauthenticated, message_bytes_max, command_bytes_max, mailbox_name_bytes_max, mailbox_depth_max, mime_depth_max, mime_parts_max, login_failures_max, lmtp_recipients_max, mailboxes_per_account_max, store_reader_cache_bytes"
         );
 
         let message = apply_text("datadir = \"x\"").unwrap_err();

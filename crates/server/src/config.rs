@@ -154,6 +154,8 @@ pub struct Limits {
     /// Maximum number of mailboxes per account, counting the parents
     /// CREATE and RENAME add.
     pub mailboxes_per_account_max: u64,
+    /// Page cache of each of the store's read connections, in bytes.
+    pub store_reader_cache_bytes: usize,
 }
 
 impl Limits {

@@ -54,6 +54,7 @@ pub fn store_options(limits: &config::Limits) -> SqliteOptions {
     SqliteOptions {
         mailbox_name_bytes_max: limits.mailbox_name_bytes_max,
         mailboxes_per_account_max: limits.mailboxes_per_account_max,
+        reader_cache_bytes: limits.store_reader_cache_bytes as u64,
         ..SqliteOptions::default()
     }
 }

@@ -54,6 +54,7 @@ fn config(data_dir: &Path) -> Config {
             login_failures_max: 3,
             lmtp_recipients_max: 3,
             mailboxes_per_account_max: 100,
+            store_reader_cache_bytes: 256 * 1024,
         },
         governor: roost_server::config::GovernorConfig::with_capacity(100, 100),
         metrics_listen: None,

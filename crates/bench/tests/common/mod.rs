@@ -127,6 +127,7 @@ fn config(data_dir: PathBuf) -> Config {
             login_failures_max: 3,
             lmtp_recipients_max: 100,
             mailboxes_per_account_max: 10_000,
+            store_reader_cache_bytes: 256 * 1024,
         },
         governor,
         metrics_listen: None,

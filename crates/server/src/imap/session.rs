@@ -583,6 +583,7 @@ mod tests {
                 login_failures_max: 3,
                 lmtp_recipients_max: 10,
                 mailboxes_per_account_max: 100,
+                store_reader_cache_bytes: 256 * 1024,
             },
             governor: crate::config::GovernorConfig::with_capacity(10, 10),
             metrics_listen: None,

@@ -43,6 +43,7 @@ pub fn default_limits() -> Limits {
         login_failures_max: 3,
         lmtp_recipients_max: 100,
         mailboxes_per_account_max: 10_000,
+        store_reader_cache_bytes: 256 * 1024,
     }
 }
 
