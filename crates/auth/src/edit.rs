@@ -89,8 +89,11 @@ impl UserDb {
     ///
     /// A password field with a `{SCHEME}` prefix, or a bare SHA-crypt or
     /// bcrypt string (Dovecot's default `CRYPT` scheme), is stored as it is.
-    /// Any other bare field is taken as a plaintext password and stored as
-    /// an Argon2id hash, which takes tens of milliseconds per user by design.
+    /// A bare field with the shape of a crypt string this crate cannot
+    /// verify (MD5-crypt `$1$…`, DES crypt's 13 characters) is rejected,
+    /// because in a Dovecot file it is a hash, never a password. Any other
+    /// bare field is taken as a plaintext password and stored as an
+    /// Argon2id hash, which takes tens of milliseconds per user by design.
     /// The whole input is checked before anything is written: an unsupported
     /// scheme, an invalid name or a name given twice fails the import with
     /// its line number and changes nothing.
@@ -197,6 +200,11 @@ impl UserDb {
                     )));
                 }
                 user.password.to_owned()
+            } else if let Some(unsupported) = scheme::unsupported_crypt_shape(user.password) {
+                return Err(line_error(format!(
+                    "the bare password field has the shape of a {unsupported} hash, an unsupported password scheme; supported: {}; if it is a plaintext password, write it as {{PLAIN}}<password>",
+                    crate::SUPPORTED_SCHEMES.join(", ")
+                )));
             } else {
                 self.hash_new_password(user.name, &Secret::from(user.password))
                     .map_err(|err| line_error(err.to_string()))?

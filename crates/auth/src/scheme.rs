@@ -401,6 +401,28 @@ pub(crate) fn looks_like_crypt_hash(data: &str) -> bool {
     }
 }
 
+/// Returns the Dovecot name of the scheme when `data` has the shape of a
+/// whole crypt string this crate cannot verify. The shapes are
+/// `$id$salt$hash` (such as MD5-crypt `$1$` or yescrypt `$y$`) and 13
+/// characters of the crypt alphabet (DES crypt). In a Dovecot passwd-file
+/// such a bare field is a hash, so an import must not take it as a
+/// password.
+pub(crate) fn unsupported_crypt_shape(data: &str) -> Option<&'static str> {
+    if data.len() == 13 && is_crypt_base64(data) {
+        return Some("DES-CRYPT");
+    }
+    let fields: Vec<&str> = data.split('$').collect();
+    let shaped = fields.len() >= 4
+        && fields[0].is_empty()
+        && !fields[1].is_empty()
+        && fields[1].bytes().all(|byte| byte.is_ascii_alphanumeric())
+        && fields.last().is_some_and(|hash| hash.len() >= 13 && is_crypt_base64(hash));
+    if !shaped {
+        return None;
+    }
+    detect_crypt(data).err()
+}
+
 fn is_crypt_base64(text: &str) -> bool {
     text.bytes()
         .all(|byte| byte.is_ascii_alphanumeric() || byte == b'.' || byte == b'/')

@@ -476,6 +476,18 @@ fn import_rejects_whole_input() {
             3,
             "invalid user name",
         ),
+        (
+            // doveadm pw -s MD5-CRYPT -p secret, without its {MD5-CRYPT} prefix
+            "good:{PLAIN}x\nmd5:$1$js4H2kxl$HuTaQCq7CMEIfrDGWqb981\n",
+            2,
+            "has the shape of a MD5-CRYPT hash",
+        ),
+        (
+            "good:{PLAIN}x\ndes:abDEs8Xk1QZ.k\n",
+            2,
+            "has the shape of a DES-CRYPT hash, an unsupported password scheme; supported: ARGON2ID,",
+        ),
+        ("yes:$y$j9T$F5Jx5fExrKuJp1bYl.Uv..$abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN\n", 1, "write it as {PLAIN}<password>"),
         ("nocolon\n", 1, "missing ':'"),
         ("empty:\n", 1, "empty password field"),
     ];
@@ -490,6 +502,21 @@ fn import_rejects_whole_input() {
     }
     assert!(db.is_empty());
     assert!(!data_dir.path().join("users").exists());
+}
+
+#[test]
+fn import_keeps_plaintext_near_crypt_shapes() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let db = UserDb::open(data_dir.path()).unwrap();
+    // Twelve and fourteen characters of the crypt alphabet, a 13-character
+    // password with a character outside it, and a DES-shaped password
+    // written with {PLAIN}.
+    let input = "twelve:abDEs8Xk1QZ.\nfourteen:abDEs8Xk1QZ.kk\npunct:abDEs8Xk1QZ!k\nplain:{PLAIN}abDEs8Xk1QZ.k\n";
+    let summary = db.import(input).unwrap();
+    assert_eq!(summary.added, 4);
+    assert!(db.verify("twelve", &Secret::from("abDEs8Xk1QZ.")).is_ok());
+    assert!(db.verify("punct", &Secret::from("abDEs8Xk1QZ!k")).is_ok());
+    assert!(db.verify("plain", &Secret::from("abDEs8Xk1QZ.k")).is_ok());
 }
 
 #[test]
