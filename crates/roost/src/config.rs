@@ -180,6 +180,11 @@ pub fn default_settings() -> Settings {
 /// with its own stack.
 const WORKER_BLOCKING_THREADS_DEFAULT: usize = 16;
 
+/// Highest `limits.store_reader_cache_bytes` accepted. SQLite takes the
+/// size in KiB as a 32-bit number, and more than 1 GiB per reader is a
+/// mistake rather than a choice.
+const STORE_READER_CACHE_BYTES_LIMIT: usize = 1 << 30;
+
 /// Highest `worker_blocking_threads_max` accepted: tokio's own default
 /// for one process.
 const WORKER_BLOCKING_THREADS_LIMIT: usize = 512;
@@ -466,7 +471,15 @@ fn apply_limits(limits: &mut Limits, table: &toml::Table) -> Result<(), String> 
             }
             "store_reader_cache_bytes" => {
                 let example = limits.store_reader_cache_bytes;
-                limits.store_reader_cache_bytes = bytes_value(&full_key, value, 1_024, example)?
+                let bytes = bytes_value(&full_key, value, 1_024, example)?;
+                if bytes > STORE_READER_CACHE_BYTES_LIMIT {
+                    return Err(invalid(
+                        &full_key,
+                        value,
+                        &format!("expected at most {STORE_READER_CACHE_BYTES_LIMIT} (1 GiB), e.g. {example}"),
+                    ));
+                }
+                limits.store_reader_cache_bytes = bytes
             }
             _ => return Err(unknown_key("limits", key, LIMITS_KEYS)),
         }
@@ -865,6 +878,10 @@ mod tests {
                 "key limits.store_reader_cache_bytes: invalid value 1023: expected a whole number of bytes of at least 1024, e.g. 262144",
             ),
             (
+                "[limits]\nstore_reader_cache_bytes = 1073741825",
+                "key limits.store_reader_cache_bytes: invalid value 1073741825: expected at most 1073741824 (1 GiB), e.g. 262144",
+            ),
+            (
                 "worker_blocking_threads_max = 0",
                 "key worker_blocking_threads_max: invalid value 0: expected a whole number of at least 1, e.g. 16",
             ),
@@ -894,6 +911,8 @@ mod tests {
         let options = roost_server::store_options(&settings.server.limits);
         assert_eq!(options.reader_cache_bytes, 1024);
         assert_eq!(default_settings().server.limits.store_reader_cache_bytes, 256 * 1024);
+        let settings = apply_text("[limits]\nstore_reader_cache_bytes = 1073741824").unwrap();
+        assert_eq!(settings.server.limits.store_reader_cache_bytes, 1 << 30);
     }
 
     #[test]

@@ -98,7 +98,8 @@ struct DataLocation {
     /// --config, else ./roost-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// TOML config file to take data_dir from.
+    /// TOML config file to take data_dir from; import and deliver also take
+    /// the mailbox settings and limits from it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
