@@ -47,8 +47,8 @@ pub struct WorkersConfig {
     pub workers_max: usize,
     /// Most connections one worker holds, below its descriptor limit.
     pub connections_per_worker_max: usize,
-    /// Longest a worker waits for the supervisor's reply to a password
-    /// check or login request before it rejects the login itself.
+    /// Maximum time a worker waits for the supervisor's reply to a
+    /// password check or login request before it rejects the login itself.
     pub answer_timeout: std::time::Duration,
 }
 

@@ -21,9 +21,9 @@ use common::TestServer;
 /// Heap one idle session may cost the server: the connection's task and
 /// session state, its control, its selected mailbox's snapshot and change
 /// channel, and the governor's records of the connection and the user.
-// NOTE: about 1.4 KiB measured; the idle-session target is 2 KiB of the
+// NOTE: about 1.4 KiB measured. The idle-session target is 2 KiB of the
 // whole process tree, allocator overhead and page caches included, so the
-// heap has little more room than this bound gives it.
+// heap has little more room than this bound.
 const IDLE_SESSION_HEAP_BYTES_MAX: isize = 1664;
 
 /// Sessions per measured stage; enough that per-session costs dominate.

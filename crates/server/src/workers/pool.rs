@@ -63,8 +63,8 @@ struct WorkerSlot {
     reload: Option<tokio::sync::oneshot::Sender<bool>>,
 }
 
-/// Which worker holds each ticket. Tickets are small numbers the governor
-/// reuses, so a vector indexed by ticket costs four bytes a connection
+/// The worker of each ticket. Tickets are small numbers the governor
+/// reuses, so a vector indexed by ticket costs four bytes a connection,
 /// where a hash map would cost several times that.
 #[derive(Default)]
 struct Owners {
